@@ -1,0 +1,575 @@
+//! Configuration: command-line flags, environment and an optional TOML file,
+//! merged into one validated [`Config`] before anything binds or connects.
+//!
+//! Precedence: flag > environment > file > default. Every flag has a file
+//! key of the same name (`--poll.interval` is `interval` under `[poll]`).
+//! Unknown keys and bad values are errors that name the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::target::{self, Secret, Target};
+
+/// Default poll interval: fresh enough for 15 s scrapes and alerting, cheap
+/// for Redis (one INFO per node per interval).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default per-poll deadline: far above a healthy INFO (sub-millisecond),
+/// short enough that a hung node is reported down within one interval.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default cap on polls in flight: a 500-node fleet still polls in a
+/// fraction of the interval, and the exporter never opens hundreds of
+/// connection attempts at once after a network blip.
+pub const DEFAULT_POLL_CONCURRENCY: usize = 64;
+/// How often values INFO lacks (maxclients before 6.2) are re-read with
+/// CONFIG GET: they change rarely, and CONFIG GET is not free on the server.
+pub const DEFAULT_CONFIG_REFRESH: Duration = Duration::from_secs(300);
+/// Longest reconnect backoff: a node that is down for long is retried at
+/// least this often.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default hit-ratio window, as the issue asks: long enough to hold several
+/// polls, short enough to show a cache going cold within minutes.
+pub const DEFAULT_HIT_RATIO_WINDOW: Duration = Duration::from_secs(60);
+/// How far back the master-offset history reaches for lag in seconds; a
+/// replica further behind is reported as "at least" this much.
+pub const DEFAULT_LAG_HISTORY: Duration = Duration::from_secs(600);
+/// How often a Redis Cluster's node list is re-read from its nodes.
+pub const DEFAULT_CLUSTER_REFRESH: Duration = Duration::from_secs(30);
+pub const DEFAULT_LISTEN: &str = ":9121";
+pub const DEFAULT_TARGET: &str = "redis://localhost:6379";
+
+/// Command-line flags. Every field is optional so that the file and the
+/// defaults can fill what the command line leaves out.
+#[derive(Debug, Parser, Default)]
+#[command(name = "redis-vitals", version, about = "Prometheus exporter for Redis: polls every node in the background")]
+pub struct Flags {
+    /// TOML configuration file; every flag can also be set there.
+    #[arg(long = "config.file", env = "REDIS_VITALS_CONFIG")]
+    pub config_file: Option<PathBuf>,
+    /// Redis node URL: redis://[user@]host:port[/db] or unix:///path. Repeatable.
+    /// The password goes in REDIS_PASSWORD or --redis.password-file, not here.
+    #[arg(long = "redis.addr", env = "REDIS_ADDR", value_delimiter = ',', hide_env_values = true)]
+    pub redis_addr: Vec<String>,
+    /// ACL user name for every target that sets none of its own.
+    #[arg(long = "redis.user", env = "REDIS_USER")]
+    pub redis_user: Option<String>,
+    /// File whose first line is the password (REDIS_PASSWORD also works).
+    #[arg(long = "redis.password-file", env = "REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// Name of the CONFIG command (renamed on some servers); "" never sends it.
+    #[arg(long = "redis.config-command")]
+    pub redis_config_command: Option<String>,
+    /// Client limit to use when the server does not report one.
+    #[arg(long = "redis.maxclients")]
+    pub redis_maxclients: Option<u64>,
+    /// Name for the `cluster` label of the command-line targets.
+    #[arg(long = "redis.cluster")]
+    pub redis_cluster: Option<String>,
+    #[arg(long = "poll.interval", value_parser = parse_duration_arg)]
+    pub poll_interval: Option<Duration>,
+    #[arg(long = "poll.timeout", value_parser = parse_duration_arg)]
+    pub poll_timeout: Option<Duration>,
+    /// Most polls in flight at once.
+    #[arg(long = "poll.concurrency")]
+    pub poll_concurrency: Option<usize>,
+    #[arg(long = "poll.config-refresh", value_parser = parse_duration_arg)]
+    pub poll_config_refresh: Option<Duration>,
+    #[arg(long = "poll.max-backoff", value_parser = parse_duration_arg)]
+    pub poll_max_backoff: Option<Duration>,
+    #[arg(long = "signals.hit-ratio-window", value_parser = parse_duration_arg)]
+    pub signals_hit_ratio_window: Option<Duration>,
+    #[arg(long = "signals.lag-history", value_parser = parse_duration_arg)]
+    pub signals_lag_history: Option<Duration>,
+    #[arg(long = "cluster.refresh-interval", value_parser = parse_duration_arg)]
+    pub cluster_refresh_interval: Option<Duration>,
+    /// host:port to serve on; ":9121" means every interface.
+    #[arg(long = "web.listen-address")]
+    pub web_listen_address: Option<String>,
+    #[arg(long = "web.telemetry-path")]
+    pub web_telemetry_path: Option<String>,
+    /// trace, debug, info, warn or error.
+    #[arg(long = "log.level", env = "REDIS_VITALS_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// text or json.
+    #[arg(long = "log.format")]
+    pub log_format: Option<String>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The file, as written by the operator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    #[serde(default)]
+    redis: FileRedis,
+    #[serde(default)]
+    poll: FilePoll,
+    #[serde(default)]
+    signals: FileSignals,
+    #[serde(default)]
+    cluster: FileCluster,
+    #[serde(default)]
+    web: FileWeb,
+    #[serde(default)]
+    log: FileLog,
+    #[serde(default)]
+    targets: Vec<FileTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileRedis {
+    addr: Option<Vec<String>>,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    config_command: Option<String>,
+    maxclients: Option<u64>,
+    cluster: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FilePoll {
+    interval: Option<String>,
+    timeout: Option<String>,
+    concurrency: Option<usize>,
+    config_refresh: Option<String>,
+    max_backoff: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSignals {
+    hit_ratio_window: Option<String>,
+    lag_history: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileCluster {
+    refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileWeb {
+    listen_address: Option<String>,
+    telemetry_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// One `[[targets]]` entry: a node (or a cluster seed) with its own settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileTarget {
+    addr: String,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    cluster: Option<String>,
+    maxclients: Option<u64>,
+    config_command: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Poll scheduling and its bounds.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub config_refresh: Duration,
+    pub max_backoff: Duration,
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub targets: Vec<Target>,
+    pub poll: PollSettings,
+    pub hit_ratio_window: Duration,
+    pub lag_history: Duration,
+    pub cluster_refresh: Duration,
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// A configuration problem. `key` names the flag or file key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Shortest interval we accept: below this the exporter would be a load
+/// generator, not a monitor.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// Hard ceiling on `poll.concurrency`: each poll in flight holds a socket.
+const MAX_CONCURRENCY: usize = 4096;
+
+impl Config {
+    /// Parses flags from `args` (the first item is the program name), reads
+    /// the environment and the file, and validates everything.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let flags = match Flags::try_parse_from(args) {
+            Ok(f) => f,
+            Err(e) => {
+                use clap::error::ErrorKind;
+                if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                    let _ = e.print();
+                    std::process::exit(0);
+                }
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or("invalid arguments").to_string();
+                return Err(err("command line", first.trim_start_matches("error: ")));
+            }
+        };
+        let env_password = std::env::var("REDIS_PASSWORD").ok().filter(|p| !p.is_empty());
+        Config::from_flags(flags, env_password)
+    }
+
+    pub fn from_flags(flags: Flags, env_password: Option<String>) -> Result<Config, ConfigError> {
+        let file = match &flags.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    err("config.file", format!("cannot read {}: {e}", path.display()))
+                })?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+
+        let dur = |flag: Option<Duration>, file: &Option<String>, key: &str, default: Duration| {
+            match (flag, file) {
+                (Some(d), _) => Ok(d),
+                (None, Some(s)) => humantime::parse_duration(s)
+                    .map_err(|e| err(key, format!("invalid duration {s:?}: {e}"))),
+                (None, None) => Ok(default),
+            }
+        };
+        let poll = PollSettings {
+            interval: dur(flags.poll_interval, &file.poll.interval, "poll.interval", DEFAULT_POLL_INTERVAL)?,
+            timeout: dur(flags.poll_timeout, &file.poll.timeout, "poll.timeout", DEFAULT_POLL_TIMEOUT)?,
+            concurrency: flags
+                .poll_concurrency
+                .or(file.poll.concurrency)
+                .unwrap_or(DEFAULT_POLL_CONCURRENCY),
+            config_refresh: dur(
+                flags.poll_config_refresh,
+                &file.poll.config_refresh,
+                "poll.config-refresh",
+                DEFAULT_CONFIG_REFRESH,
+            )?,
+            max_backoff: dur(flags.poll_max_backoff, &file.poll.max_backoff, "poll.max-backoff", DEFAULT_MAX_BACKOFF)?,
+        };
+        if poll.interval < MIN_INTERVAL {
+            return Err(err("poll.interval", format!("must be at least {MIN_INTERVAL:?}")));
+        }
+        if poll.timeout.is_zero() {
+            return Err(err("poll.timeout", "must be greater than 0"));
+        }
+        if poll.timeout > poll.interval {
+            // A longer deadline would let polls of one node overlap.
+            return Err(err("poll.timeout", "must not exceed poll.interval"));
+        }
+        if poll.concurrency == 0 || poll.concurrency > MAX_CONCURRENCY {
+            return Err(err("poll.concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+        }
+        if poll.max_backoff < poll.interval {
+            return Err(err("poll.max-backoff", "must be at least poll.interval"));
+        }
+        let hit_ratio_window = dur(
+            flags.signals_hit_ratio_window,
+            &file.signals.hit_ratio_window,
+            "signals.hit-ratio-window",
+            DEFAULT_HIT_RATIO_WINDOW,
+        )?;
+        if hit_ratio_window < poll.interval {
+            return Err(err("signals.hit-ratio-window", "must be at least poll.interval"));
+        }
+        let lag_history = dur(flags.signals_lag_history, &file.signals.lag_history, "signals.lag-history", DEFAULT_LAG_HISTORY)?;
+        if lag_history < poll.interval * 2 {
+            return Err(err("signals.lag-history", "must be at least twice poll.interval"));
+        }
+        let cluster_refresh = dur(
+            flags.cluster_refresh_interval,
+            &file.cluster.refresh_interval,
+            "cluster.refresh-interval",
+            DEFAULT_CLUSTER_REFRESH,
+        )?;
+        if cluster_refresh < MIN_INTERVAL {
+            return Err(err("cluster.refresh-interval", format!("must be at least {MIN_INTERVAL:?}")));
+        }
+
+        let listen_address = flags
+            .web_listen_address
+            .or(file.web.listen_address)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        resolve_listen(&listen_address).map_err(|m| err("web.listen-address", m))?;
+        let telemetry_path = flags
+            .web_telemetry_path
+            .or(file.web.telemetry_path)
+            .unwrap_or_else(|| "/metrics".to_string());
+        if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
+            return Err(err("web.telemetry-path", "must start with / and not be / itself"));
+        }
+        if ["/-/healthy", "/-/ready", "/sd", "/scrape"].contains(&telemetry_path.as_str()) {
+            return Err(err("web.telemetry-path", "collides with a built-in endpoint"));
+        }
+        let log_level = flags
+            .log_level
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".to_string())
+            .to_ascii_lowercase();
+        if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
+            return Err(err("log.level", "must be one of trace, debug, info, warn, error"));
+        }
+        let log_format = match flags.log_format.or(file.log.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(err("log.format", "must be text or json")),
+        };
+
+        // Defaults shared by every target.
+        let default_user = flags.redis_user.or(file.redis.user);
+        let default_password = match (&flags.redis_password_file, env_password, &file.redis.password_file, &file.redis.password) {
+            (Some(path), _, _, _) => Some(read_password_file(path, "redis.password-file")?),
+            (None, Some(pw), _, _) => Some(Secret::new(&pw)),
+            (None, None, Some(path), _) => Some(read_password_file(path, "redis.password-file")?),
+            (None, None, None, Some(pw)) => Some(Secret::new(pw)),
+            _ => None,
+        };
+        let default_config_command = flags.redis_config_command.or(file.redis.config_command).unwrap_or_else(|| "CONFIG".into());
+        validate_command_name(&default_config_command, "redis.config-command")?;
+        let default_maxclients = flags.redis_maxclients.or(file.redis.maxclients);
+        let default_cluster = flags.redis_cluster.or(file.redis.cluster).unwrap_or_default();
+        validate_label(&default_cluster, "redis.cluster")?;
+
+        let mut targets = Vec::new();
+        let flag_addrs: Vec<String> = if !flags.redis_addr.is_empty() {
+            flags.redis_addr
+        } else {
+            file.redis.addr.unwrap_or_default()
+        };
+        for (i, a) in flag_addrs.iter().enumerate() {
+            let key = format!("redis.addr[{i}]");
+            targets.push(build_target(
+                a,
+                &key,
+                None,
+                default_user.clone(),
+                default_password.clone(),
+                default_cluster.clone(),
+                default_maxclients,
+                &default_config_command,
+            )?);
+        }
+        for (i, t) in file.targets.iter().enumerate() {
+            let key = format!("targets[{i}]");
+            let password = match (&t.password_file, &t.password) {
+                (Some(path), _) => Some(read_password_file(path, &format!("{key}.password-file"))?),
+                (None, Some(pw)) => Some(Secret::new(pw)),
+                (None, None) => default_password.clone(),
+            };
+            let cluster = t.cluster.clone().unwrap_or_else(|| default_cluster.clone());
+            validate_label(&cluster, &format!("{key}.cluster"))?;
+            let cmd = t.config_command.clone().unwrap_or_else(|| default_config_command.clone());
+            validate_command_name(&cmd, &format!("{key}.config-command"))?;
+            targets.push(build_target(
+                &t.addr,
+                &format!("{key}.addr"),
+                Some(&key),
+                t.user.clone().or_else(|| default_user.clone()),
+                password,
+                cluster,
+                t.maxclients.or(default_maxclients),
+                &cmd,
+            )?);
+        }
+        if targets.is_empty() {
+            targets.push(build_target(
+                DEFAULT_TARGET,
+                "redis.addr",
+                None,
+                default_user,
+                default_password,
+                default_cluster,
+                default_maxclients,
+                &default_config_command,
+            )?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &targets {
+            if !seen.insert(t.addr.clone()) {
+                return Err(err("redis.addr", format!("{} is configured twice", t.addr)));
+            }
+        }
+
+        Ok(Config {
+            targets,
+            poll,
+            hit_ratio_window,
+            lag_history,
+            cluster_refresh,
+            listen_address,
+            telemetry_path,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // toml's message names the offending key and its line; keep it, but
+        // on one line, and without echoing the offending value (it may be a
+        // password).
+        let message = e.message().to_string();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        err("config.file", format!("{message}{at}"))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_target(
+    raw: &str,
+    key: &str,
+    _entry: Option<&str>,
+    user: Option<String>,
+    password: Option<Secret>,
+    cluster: String,
+    maxclients: Option<u64>,
+    config_command: &str,
+) -> Result<Target, ConfigError> {
+    let parsed = target::parse_addr(raw)
+        .map_err(|e| err(key, format!("{} ({e})", target::redact_url(raw))))?;
+    Ok(Target {
+        endpoint: parsed.endpoint,
+        addr: parsed.addr,
+        db: parsed.db,
+        // What the URL says wins: it is the most specific place.
+        user: parsed.user.or(user),
+        password: parsed.password.or(password),
+        cluster,
+        maxclients_override: maxclients,
+        config_command: if config_command.is_empty() {
+            None
+        } else {
+            Some(config_command.to_string())
+        },
+        discovered: false,
+    })
+}
+
+fn read_password_file(path: &PathBuf, key: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(key, format!("cannot read {}: {}", path.display(), e.kind())))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(err(key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(line))
+}
+
+fn validate_command_name(name: &str, key: &str) -> Result<(), ConfigError> {
+    if name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(key, "must be a command name without spaces (or empty to disable)"));
+    }
+    Ok(())
+}
+
+fn validate_label(value: &str, key: &str) -> Result<(), ConfigError> {
+    if value.len() > 128 || value.chars().any(|c| c.is_control()) {
+        return Err(err(key, "must be at most 128 printable characters"));
+    }
+    Ok(())
+}
+
+/// `:9121` means every IPv4 interface, as Go exporters read it.
+pub fn resolve_listen(addr: &str) -> Result<String, String> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse::<std::net::SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| format!("{addr:?} is not host:port with a numeric IP (e.g. :9121, 127.0.0.1:9121)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["redis-vitals"];
+        all.extend_from_slice(args);
+        Config::from_flags(Flags::try_parse_from(all).unwrap(), None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].addr, "localhost:6379");
+        assert_eq!(c.poll.interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(c.listen_address, ":9121");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = cfg(&["--poll.timeout", "10s"]).unwrap_err();
+        assert_eq!(e.key, "poll.timeout");
+        let e = cfg(&["--redis.addr", "redis://u:hunter2@h:1/x"]).unwrap_err();
+        assert_eq!(e.key, "redis.addr[0]");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = cfg(&["--web.listen-address", "nonsense"]).unwrap_err();
+        assert_eq!(e.key, "web.listen-address");
+    }
+
+    #[test]
+    fn file_keys_are_strict() {
+        let e = parse_file("[poll]\nintervall = \"5s\"\n").unwrap_err();
+        assert!(e.message.contains("intervall"), "{e}");
+        assert!(e.message.contains("line 2"), "{e}");
+        let e = parse_file("[[targets]]\naddr = \"h:1\"\npassword = 5\n").unwrap_err();
+        assert!(e.message.contains("password") || e.message.contains("string"), "{e}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Why a poll failed, as a small fixed set of reasons.
+//!
+//! The reason becomes the `reason` label of `redis_vitals_poll_errors_total`
+//! and the short text on the landing page. Free error text never reaches a
+//! label: it could be unbounded, and it could carry a secret.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// TCP/Unix connect refused, unreachable or failed DNS.
+    Connect,
+    /// AUTH/HELLO rejected (wrong password, unknown user, NOAUTH).
+    Auth,
+    /// No complete reply within `poll.timeout`.
+    Timeout,
+    /// The connection broke mid-conversation.
+    Io,
+    /// The server sent something that is not a valid reply to our command.
+    Protocol,
+    /// ACL denied a command (NOPERM).
+    Denied,
+    /// The server is loading its dataset and refuses commands.
+    Loading,
+    /// The server is busy running a script.
+    Busy,
+    /// A reply larger than the cap.
+    ReplyTooLarge,
+    /// TLS handshake or certificate problem.
+    Tls,
+    /// Any other error reply from the server.
+    ServerError,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 11] = [
+        Reason::Connect,
+        Reason::Auth,
+        Reason::Timeout,
+        Reason::Io,
+        Reason::Protocol,
+        Reason::Denied,
+        Reason::Loading,
+        Reason::Busy,
+        Reason::ReplyTooLarge,
+        Reason::Tls,
+        Reason::ServerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connect => "connect",
+            Reason::Auth => "auth",
+            Reason::Timeout => "timeout",
+            Reason::Io => "io",
+            Reason::Protocol => "protocol",
+            Reason::Denied => "denied",
+            Reason::Loading => "loading",
+            Reason::Busy => "busy",
+            Reason::ReplyTooLarge => "reply_too_large",
+            Reason::Tls => "tls",
+            Reason::ServerError => "server_error",
+        }
+    }
+
+    /// Maps a redis crate error. `connecting` tells an I/O error while
+    /// opening the connection (connect) from one on an open one (io).
+    pub fn from_redis(e: &redis::RedisError, connecting: bool) -> Reason {
+        use redis::ErrorKind as K;
+        if let Some(code) = e.code() {
+            match code {
+                "NOPERM" => return Reason::Denied,
+                "NOAUTH" | "WRONGPASS" => return Reason::Auth,
+                "LOADING" => return Reason::Loading,
+                "BUSY" => return Reason::Busy,
+                _ => {}
+            }
+        }
+        if e.is_timeout() {
+            return Reason::Timeout;
+        }
+        match e.kind() {
+            K::AuthenticationFailed => Reason::Auth,
+            K::Io if connecting => Reason::Connect,
+            K::Io => Reason::Io,
+            K::Parse | K::UnexpectedReturnType => Reason::Protocol,
+            K::InvalidClientConfig => Reason::Connect,
+            _ if e.is_connection_refusal() => Reason::Connect,
+            _ if e.is_io_error() || e.is_connection_dropped() => {
+                if connecting {
+                    Reason::Connect
+                } else {
+                    Reason::Io
+                }
+            }
+            _ => Reason::ServerError,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed poll: the reason, and a short detail for logs and the landing
+/// page. The detail is built only from fixed strings and the error kind,
+/// never from configuration or connection strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollError {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// Longest error detail kept: enough for a Redis error line, bounded so a
+/// hostile server cannot fill our memory or logs with one error.
+const MAX_DETAIL: usize = 160;
+
+impl PollError {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        let mut detail: String = detail.into();
+        if detail.len() > MAX_DETAIL {
+            let mut end = MAX_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        // Control characters from a server could forge log lines.
+        let detail = detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        PollError { reason, detail }
+    }
+
+    pub fn from_redis(e: &redis::RedisError, connecting: bool) -> Self {
+        let reason = Reason::from_redis(e, connecting);
+        // redis-rs error texts hold the server's reply or the OS error, not
+        // our connection settings; the password never enters them.
+        PollError::new(reason, e.to_string())
+    }
+}
+
+impl fmt::Display for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}

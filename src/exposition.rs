@@ -1,0 +1,572 @@
+//! Exposition: turns the latest snapshot of every node into Prometheus
+//! metric families, encoded with the `prometheus` crate's text encoder.
+//!
+//! Nothing here talks to Redis: a scrape reads what the pollers stored.
+//! The catalogue below is the single list of every family we expose, with
+//! its type and help; README's metric reference mirrors it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::Encoder;
+
+use crate::derive;
+use crate::info::Info;
+use crate::state::{NodeState, Observation};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+#[derive(Debug)]
+pub struct FamilyDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+macro_rules! families {
+    ($( $id:ident = $name:literal, $kind:ident, $help:literal; )*) => {
+        /// Every metric family, in exposition order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum F { $($id),* }
+        pub const FAMILIES: &[FamilyDef] = &[ $( FamilyDef { name: $name, kind: Kind::$kind, help: $help } ),* ];
+    };
+}
+
+families! {
+    Up = "redis_up", Gauge, "1 if the last poll of the node succeeded, 0 if it failed.";
+    InstanceInfo = "redis_instance_info", Gauge, "Always 1; labels describe the server (role, version, mode, run_id, maxmemory_policy, engine).";
+    Uptime = "redis_uptime_in_seconds", Gauge, "Seconds since the server started.";
+    MaxClients = "redis_config_maxclients", Gauge, "Client limit (INFO maxclients, else CONFIG GET, else the configured override).";
+    ConnectedClients = "redis_connected_clients", Gauge, "Client connections, excluding replicas.";
+    BlockedClients = "redis_blocked_clients", Gauge, "Clients waiting on a blocking command.";
+    ClusterConnections = "redis_cluster_connections", Gauge, "Cluster bus connections (count against maxclients).";
+    ConnectedSlaves = "redis_connected_slaves", Gauge, "Replicas connected to this master.";
+    MemUsed = "redis_memory_used_bytes", Gauge, "Bytes allocated by Redis (used_memory).";
+    MemRss = "redis_memory_used_rss_bytes", Gauge, "Resident set size of the server process in bytes.";
+    MemPeak = "redis_memory_used_peak_bytes", Gauge, "Peak of used_memory in bytes.";
+    MemSystem = "redis_total_system_memory_bytes", Gauge, "Memory of the host as the server sees it, in bytes.";
+    MemMax = "redis_memory_max_bytes", Gauge, "maxmemory in bytes; 0 means no limit.";
+    MemFrag = "redis_mem_fragmentation_ratio", Gauge, "RSS / used_memory; noisy on small datasets, below 1 means swapping.";
+    AllocFrag = "redis_allocator_frag_ratio", Gauge, "The allocator's own fragmentation ratio.";
+    Hits = "redis_keyspace_hits_total", Counter, "Successful key lookups.";
+    Misses = "redis_keyspace_misses_total", Counter, "Failed key lookups.";
+    Evicted = "redis_evicted_keys_total", Counter, "Keys removed because of maxmemory.";
+    Expired = "redis_expired_keys_total", Counter, "Keys removed because their TTL passed.";
+    Rejected = "redis_rejected_connections_total", Counter, "Connections refused because of maxclients.";
+    ConnsReceived = "redis_connections_received_total", Counter, "Connections accepted by the server.";
+    CommandsProcessed = "redis_commands_processed_total", Counter, "Commands processed by the server.";
+    NetIn = "redis_net_input_bytes_total", Counter, "Bytes read from the network.";
+    NetOut = "redis_net_output_bytes_total", Counter, "Bytes written to the network.";
+    ErrorReplies = "redis_error_replies_total", Counter, "Error replies sent by the server (6.2+).";
+    SyncFull = "redis_sync_full_total", Counter, "Full resynchronisations served to replicas.";
+    SyncPartialOk = "redis_sync_partial_ok_total", Counter, "Accepted partial resynchronisation requests.";
+    SyncPartialErr = "redis_sync_partial_err_total", Counter, "Refused partial resynchronisation requests.";
+    CpuSys = "redis_cpu_sys_seconds_total", Counter, "System CPU seconds of the server process.";
+    CpuUser = "redis_cpu_user_seconds_total", Counter, "User CPU seconds of the server process.";
+    CpuSysChildren = "redis_cpu_sys_children_seconds_total", Counter, "System CPU seconds of background children (fork for RDB/AOF).";
+    CpuUserChildren = "redis_cpu_user_children_seconds_total", Counter, "User CPU seconds of background children.";
+    Commands = "redis_commands_total", Counter, "Calls per command.";
+    CommandsDuration = "redis_commands_duration_seconds_total", Counter, "Seconds spent per command.";
+    CommandsRejected = "redis_commands_rejected_calls_total", Counter, "Calls refused before execution per command (ACL, OOM, arity...; 6.2+).";
+    CommandsFailed = "redis_commands_failed_calls_total", Counter, "Calls that failed during execution per command (6.2+).";
+    Errors = "redis_errors_total", Counter, "Error replies by error prefix (errorstats, 6.2+).";
+    Latency = "redis_latency_percentiles_seconds", Gauge, "Per-command latency percentile (label percentile: 50, 99, 99.9) since start or reset (latencystats, 7.0+). A gauge, not a summary: the server computes the percentiles.";
+    Loading = "redis_loading_dump_file", Gauge, "1 while the server loads its dataset from disk.";
+    RdbInProgress = "redis_rdb_bgsave_in_progress", Gauge, "1 while an RDB save runs.";
+    RdbChanges = "redis_rdb_changes_since_last_save", Gauge, "Writes since the last RDB save.";
+    RdbLastSave = "redis_rdb_last_save_timestamp_seconds", Gauge, "Unix time of the last successful RDB save.";
+    RdbLastStatus = "redis_rdb_last_bgsave_status", Gauge, "1 if the last RDB save succeeded, 0 if it failed.";
+    RdbLastDuration = "redis_rdb_last_bgsave_duration_seconds", Gauge, "Duration of the last RDB save.";
+    AofEnabled = "redis_aof_enabled", Gauge, "1 if the append-only file is on.";
+    AofRewriteInProgress = "redis_aof_rewrite_in_progress", Gauge, "1 while an AOF rewrite runs.";
+    AofRewriteStatus = "redis_aof_last_bgrewrite_status", Gauge, "1 if the last AOF rewrite succeeded.";
+    AofWriteStatus = "redis_aof_last_write_status", Gauge, "1 if the last AOF write succeeded.";
+    MasterReplOffset = "redis_master_repl_offset", Gauge, "The server's replication offset in bytes.";
+    BacklogSize = "redis_replication_backlog_bytes", Gauge, "Size of the replication backlog in bytes.";
+    SlaveOffset = "redis_connected_slave_offset_bytes", Gauge, "A connected replica's last acknowledged offset, as its master sees it.";
+    SlaveLag = "redis_connected_slave_lag_seconds", Gauge, "Seconds since a connected replica's last ACK, as its master sees it.";
+    MasterLinkUp = "redis_master_link_up", Gauge, "Replica side: 1 if the link to the master is up.";
+    MasterLastIo = "redis_master_last_io_seconds_ago", Gauge, "Replica side: seconds since the last interaction with the master.";
+    MasterSyncInProgress = "redis_master_sync_in_progress", Gauge, "Replica side: 1 while a full sync from the master runs.";
+    SlaveReplOffset = "redis_slave_repl_offset", Gauge, "Replica side: the replica's replication offset in bytes.";
+    MasterLinkDownSince = "redis_master_link_down_since_seconds", Gauge, "Replica side: seconds the link to the master has been down (only while down).";
+    DbKeys = "redis_db_keys", Gauge, "Keys in the database.";
+    DbExpiring = "redis_db_keys_expiring", Gauge, "Keys with a TTL in the database.";
+    DbAvgTtl = "redis_db_avg_ttl_seconds", Gauge, "Average TTL of keys with one, estimated by the server.";
+    PubsubChannels = "redis_pubsub_channels", Gauge, "Channels with subscribers.";
+    PubsubPatterns = "redis_pubsub_patterns", Gauge, "Pattern subscriptions.";
+    LatestFork = "redis_latest_fork_seconds", Gauge, "Duration of the latest fork.";
+    HitRatio = "redis_keyspace_hit_ratio", Gauge, "Hits / (hits + misses) over the hit-ratio window; absent when the window saw no lookups.";
+    ClientsSaturation = "redis_clients_saturation_ratio", Gauge, "(clients + replicas + cluster bus connections) / maxclients; absent when no limit is known.";
+    MemoryUsedRatio = "redis_memory_used_ratio", Gauge, "used_memory / maxmemory; absent when maxmemory is 0.";
+    ReplLagBytes = "redis_replication_lag_bytes", Gauge, "Bytes the replica (addr) lacks: master offset minus its acknowledged offset, from one master INFO.";
+    ReplLagSeconds = "redis_replication_lag_seconds", Gauge, "Seconds of the master's writes the replica (addr) is missing; 0 when caught up; absent during full sync or link down.";
+    ClusterState = "redis_cluster_state", Gauge, "1 if this node sees the cluster state ok, 0 if fail.";
+    ClusterSlotsAssigned = "redis_cluster_slots_assigned", Gauge, "Slots bound to a node (16384 when fully covered).";
+    ClusterSlotsOk = "redis_cluster_slots_ok", Gauge, "Slots whose node is not failing.";
+    ClusterSlotsPfail = "redis_cluster_slots_pfail", Gauge, "Slots whose node is possibly failing (still served).";
+    ClusterSlotsFail = "redis_cluster_slots_fail", Gauge, "Slots whose node is failing.";
+    ClusterKnownNodes = "redis_cluster_known_nodes", Gauge, "Nodes this node knows, handshaking ones included.";
+    ClusterSize = "redis_cluster_size", Gauge, "Masters serving at least one slot.";
+    ClusterCurrentEpoch = "redis_cluster_current_epoch", Gauge, "The cluster's current epoch as this node sees it.";
+    ClusterMyEpoch = "redis_cluster_my_epoch", Gauge, "This node's config epoch.";
+    ClusterMsgSent = "redis_cluster_messages_sent_total", Counter, "Cluster bus messages sent, by type.";
+    ClusterMsgReceived = "redis_cluster_messages_received_total", Counter, "Cluster bus messages received, by type.";
+    ClusterNodeInfo = "redis_cluster_node_info", Gauge, "Always 1 per cluster node; node_id, role, shard and master_addr as the cluster sees them.";
+    ClusterNodeSlots = "redis_cluster_node_slots", Gauge, "Hash slots the node owns (0 for replicas).";
+    ClusterNodeFail = "redis_cluster_node_fail", Gauge, "1 when most peers that answered flag the node fail.";
+    ClusterNodePfail = "redis_cluster_node_pfail", Gauge, "1 when most peers that answered flag the node fail? (possibly failing).";
+    ClusterNodeLinkUp = "redis_cluster_node_link_up", Gauge, "1 when most peers report their cluster bus link to the node connected.";
+    BuildInfo = "redis_vitals_build_info", Gauge, "Always 1; the exporter's version.";
+    Polls = "redis_vitals_polls_total", Counter, "Polls of the node attempted.";
+    PollErrors = "redis_vitals_poll_errors_total", Counter, "Failed polls of the node, by reason.";
+    PollDuration = "redis_vitals_poll_duration_seconds", Gauge, "Duration of the node's last poll.";
+    LastSuccessAge = "redis_vitals_last_success_age_seconds", Gauge, "Seconds since the node's last successful poll.";
+    ConnectionsOpened = "redis_vitals_connections_opened_total", Counter, "Connections the exporter opened to the node.";
+    PollInterval = "redis_vitals_poll_interval_seconds", Gauge, "The configured poll interval.";
+}
+
+/// Collects samples per family, then encodes them in catalogue order.
+pub struct Out {
+    families: Vec<Vec<Metric>>,
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out {
+            families: (0..FAMILIES.len()).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
+impl Out {
+    pub fn push(&mut self, f: F, labels: &[(&str, &str)], value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        let def = &FAMILIES[f as usize];
+        let mut m = Metric::from_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_string());
+                    l.set_value((*v).to_string());
+                    l
+                })
+                .collect(),
+        );
+        match def.kind {
+            Kind::Gauge => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+            Kind::Counter => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+        }
+        self.families[f as usize].push(m);
+    }
+
+    pub fn encode(self) -> String {
+        let mut mfs = Vec::with_capacity(FAMILIES.len());
+        for (def, metrics) in FAMILIES.iter().zip(self.families) {
+            if metrics.is_empty() {
+                continue;
+            }
+            let mut mf = MetricFamily::default();
+            mf.set_name(def.name.to_string());
+            mf.set_help(def.help.to_string());
+            mf.set_field_type(match def.kind {
+                Kind::Gauge => MetricType::GAUGE,
+                Kind::Counter => MetricType::COUNTER,
+            });
+            mf.set_metric(metrics);
+            mfs.push(mf);
+        }
+        let mut buf = Vec::new();
+        // Encoding our own well-formed families cannot fail; an empty
+        // page is still better than a panic if it ever does.
+        if let Err(e) = prometheus::TextEncoder::new().encode(&mfs, &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// What a render needs beyond the nodes.
+pub struct RenderContext {
+    pub clock: crate::clock::Clock,
+    pub hit_window: f64,
+    pub poll_interval: f64,
+    /// Only this node's series (`/scrape?target=`), or all.
+    pub only_addr: Option<String>,
+}
+
+/// A consistent copy of one node's state, taken under its lock.
+pub struct NodeView {
+    pub node: Arc<NodeState>,
+    pub last: Option<Arc<Observation>>,
+    pub hit_ratio: Option<f64>,
+    pub offsets: (String, Vec<derive::OffsetSample>),
+    pub polls_total: u64,
+    pub errors_total: Vec<(crate::error::Reason, u64)>,
+    pub connections_opened: u64,
+    pub last_success: Option<Instant>,
+    pub last_poll_duration: Option<f64>,
+}
+
+pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
+    nodes
+        .iter()
+        .map(|n| {
+            let st = n.status();
+            let (replid, offsets) = st.history.offsets();
+            NodeView {
+                node: n.clone(),
+                last: st.last.clone(),
+                hit_ratio: st.history.hit_ratio(hit_window),
+                offsets: (replid.to_string(), offsets),
+                polls_total: st.polls_total,
+                errors_total: st.errors_total.iter().map(|(r, c)| (*r, *c)).collect(),
+                connections_opened: st.connections_opened,
+                last_success: st.last_success,
+                last_poll_duration: st.last_poll_duration.map(|d| d.as_secs_f64()),
+            }
+        })
+        .collect()
+}
+
+/// Renders the text exposition of `nodes`.
+pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
+    let views = views(nodes, ctx.hit_window);
+    let mut out = Out::default();
+    if ctx.only_addr.is_none() {
+        out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        out.push(F::PollInterval, &[], ctx.poll_interval);
+    }
+    for v in &views {
+        let t = &v.node.target;
+        if ctx.only_addr.as_deref().is_some_and(|a| a != t.addr) {
+            continue;
+        }
+        let base = [("addr", t.addr.as_str()), ("cluster", t.cluster.as_str())];
+        node_self_metrics(&mut out, v, &base);
+        out.push(F::Up, &base, if v.last.is_some() { 1.0 } else { 0.0 });
+        if let Some(obs) = &v.last {
+            node_metrics(&mut out, obs, &base);
+            if let Some(r) = v.hit_ratio {
+                out.push(F::HitRatio, &base, r);
+            }
+            if let Some(r) = derive::clients_saturation(&obs.info, obs.maxclients) {
+                out.push(F::ClientsSaturation, &base, r);
+            }
+            if let Some(r) = derive::memory_used_ratio(&obs.info) {
+                out.push(F::MemoryUsedRatio, &base, r);
+            }
+        }
+    }
+    replication_lag(&mut out, &views, ctx);
+    crate::topology::render(&mut out, &views, ctx.only_addr.as_deref());
+    out.encode()
+}
+
+fn node_self_metrics(out: &mut Out, v: &NodeView, base: &[(&str, &str); 2]) {
+    out.push(F::Polls, base, v.polls_total as f64);
+    for (reason, count) in &v.errors_total {
+        out.push(F::PollErrors, &[base[0], base[1], ("reason", reason.as_str())], *count as f64);
+    }
+    out.push(F::ConnectionsOpened, base, v.connections_opened as f64);
+    if let Some(d) = v.last_poll_duration {
+        out.push(F::PollDuration, base, d);
+    }
+    if let Some(at) = v.last_success {
+        out.push(F::LastSuccessAge, base, at.elapsed().as_secs_f64());
+    }
+}
+
+/// Plain INFO fields that map one-to-one to a family, with a scale factor
+/// to base units.
+const SIMPLE: &[(F, &str, f64)] = &[
+    (F::Uptime, "uptime_in_seconds", 1.0),
+    (F::ConnectedClients, "connected_clients", 1.0),
+    (F::BlockedClients, "blocked_clients", 1.0),
+    (F::ClusterConnections, "cluster_connections", 1.0),
+    (F::ConnectedSlaves, "connected_slaves", 1.0),
+    (F::MemUsed, "used_memory", 1.0),
+    (F::MemRss, "used_memory_rss", 1.0),
+    (F::MemPeak, "used_memory_peak", 1.0),
+    (F::MemSystem, "total_system_memory", 1.0),
+    (F::MemMax, "maxmemory", 1.0),
+    (F::MemFrag, "mem_fragmentation_ratio", 1.0),
+    (F::AllocFrag, "allocator_frag_ratio", 1.0),
+    (F::Hits, "keyspace_hits", 1.0),
+    (F::Misses, "keyspace_misses", 1.0),
+    (F::Evicted, "evicted_keys", 1.0),
+    (F::Expired, "expired_keys", 1.0),
+    (F::Rejected, "rejected_connections", 1.0),
+    (F::ConnsReceived, "total_connections_received", 1.0),
+    (F::CommandsProcessed, "total_commands_processed", 1.0),
+    (F::NetIn, "total_net_input_bytes", 1.0),
+    (F::NetOut, "total_net_output_bytes", 1.0),
+    (F::ErrorReplies, "total_error_replies", 1.0),
+    (F::SyncFull, "sync_full", 1.0),
+    (F::SyncPartialOk, "sync_partial_ok", 1.0),
+    (F::SyncPartialErr, "sync_partial_err", 1.0),
+    (F::CpuSys, "used_cpu_sys", 1.0),
+    (F::CpuUser, "used_cpu_user", 1.0),
+    (F::CpuSysChildren, "used_cpu_sys_children", 1.0),
+    (F::CpuUserChildren, "used_cpu_user_children", 1.0),
+    (F::Loading, "loading", 1.0),
+    (F::RdbInProgress, "rdb_bgsave_in_progress", 1.0),
+    (F::RdbChanges, "rdb_changes_since_last_save", 1.0),
+    (F::RdbLastSave, "rdb_last_save_time", 1.0),
+    (F::AofEnabled, "aof_enabled", 1.0),
+    (F::AofRewriteInProgress, "aof_rewrite_in_progress", 1.0),
+    (F::MasterReplOffset, "master_repl_offset", 1.0),
+    (F::BacklogSize, "repl_backlog_size", 1.0),
+    (F::PubsubChannels, "pubsub_channels", 1.0),
+    (F::PubsubPatterns, "pubsub_patterns", 1.0),
+    (F::LatestFork, "latest_fork_usec", 1e-6),
+];
+
+/// Fields that read `ok`/`err`.
+const STATUS: &[(F, &str)] = &[
+    (F::RdbLastStatus, "rdb_last_bgsave_status"),
+    (F::AofRewriteStatus, "aof_last_bgrewrite_status"),
+    (F::AofWriteStatus, "aof_last_write_status"),
+];
+
+fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
+    let info = &obs.info;
+    let (engine, engine_version) = engine(info);
+    out.push(
+        F::InstanceInfo,
+        &[
+            base[0],
+            base[1],
+            ("role", info.get("role").unwrap_or("")),
+            ("redis_version", info.get("redis_version").unwrap_or("")),
+            ("redis_mode", info.get("redis_mode").or(info.get("server_mode")).unwrap_or("")),
+            ("run_id", info.get("run_id").unwrap_or("")),
+            ("maxmemory_policy", info.get("maxmemory_policy").unwrap_or("")),
+            ("engine", engine),
+            ("engine_version", engine_version),
+        ],
+        1.0,
+    );
+    for (f, field, scale) in SIMPLE {
+        if let Some(v) = info.f64(field) {
+            out.push(*f, base, v * scale);
+        }
+    }
+    for (f, field) in STATUS {
+        match info.get(field) {
+            Some("ok") => out.push(*f, base, 1.0),
+            Some(_) => out.push(*f, base, 0.0),
+            None => {}
+        }
+    }
+    if let Some(v) = info.f64("rdb_last_bgsave_time_sec").filter(|v| *v >= 0.0) {
+        out.push(F::RdbLastDuration, base, v);
+    }
+    if let Some(m) = obs.maxclients {
+        out.push(F::MaxClients, base, m as f64);
+    }
+
+    for c in &info.commands {
+        let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
+        out.push(F::Commands, &l, c.calls as f64);
+        out.push(F::CommandsDuration, &l, c.usec as f64 / 1e6);
+        if let Some(r) = c.rejected_calls {
+            out.push(F::CommandsRejected, &l, r as f64);
+        }
+        if let Some(r) = c.failed_calls {
+            out.push(F::CommandsFailed, &l, r as f64);
+        }
+    }
+    for (err, count) in &info.errors {
+        out.push(F::Errors, &[base[0], base[1], ("err", err.as_str())], *count as f64);
+    }
+    for l in &info.latencies {
+        for (q, usec) in &l.percentiles {
+            out.push(
+                F::Latency,
+                &[base[0], base[1], ("cmd", l.cmd.as_str()), ("percentile", q.as_str())],
+                usec / 1e6,
+            );
+        }
+    }
+    for db in &info.keyspace {
+        let l = [base[0], base[1], ("db", db.db.as_str())];
+        out.push(F::DbKeys, &l, db.keys as f64);
+        out.push(F::DbExpiring, &l, db.expires as f64);
+        out.push(F::DbAvgTtl, &l, db.avg_ttl_ms as f64 / 1000.0);
+    }
+
+    match info.get("role") {
+        Some("master") => {
+            for r in &info.replicas {
+                let port = r.port.to_string();
+                let l = [
+                    base[0],
+                    base[1],
+                    ("slave_ip", r.ip.as_str()),
+                    ("slave_port", port.as_str()),
+                    ("slave_state", r.state.as_str()),
+                ];
+                out.push(F::SlaveOffset, &l, r.offset as f64);
+                out.push(F::SlaveLag, &l, r.lag as f64);
+            }
+        }
+        Some("slave") => {
+            let link_up = info.get("master_link_status") == Some("up");
+            out.push(F::MasterLinkUp, base, if link_up { 1.0 } else { 0.0 });
+            if let Some(v) = info.f64("master_last_io_seconds_ago").filter(|v| *v >= 0.0) {
+                out.push(F::MasterLastIo, base, v);
+            }
+            if let Some(v) = info.f64("master_sync_in_progress") {
+                out.push(F::MasterSyncInProgress, base, v);
+            }
+            if let Some(v) = info.f64("slave_repl_offset") {
+                out.push(F::SlaveReplOffset, base, v);
+            }
+            if !link_up {
+                if let Some(v) = info.f64("master_link_down_since_seconds").filter(|v| *v >= 0.0) {
+                    out.push(F::MasterLinkDownSince, base, v);
+                }
+            }
+        }
+        _ => {}
+    }
+
+    if let Some(ci) = &obs.cluster_info {
+        out.push(F::ClusterState, base, if ci.state_ok { 1.0 } else { 0.0 });
+        out.push(F::ClusterSlotsAssigned, base, ci.slots_assigned as f64);
+        out.push(F::ClusterSlotsOk, base, ci.slots_ok as f64);
+        out.push(F::ClusterSlotsPfail, base, ci.slots_pfail as f64);
+        out.push(F::ClusterSlotsFail, base, ci.slots_fail as f64);
+        out.push(F::ClusterKnownNodes, base, ci.known_nodes as f64);
+        out.push(F::ClusterSize, base, ci.size as f64);
+        out.push(F::ClusterCurrentEpoch, base, ci.current_epoch as f64);
+        out.push(F::ClusterMyEpoch, base, ci.my_epoch as f64);
+        for (t, n) in &ci.messages_sent {
+            out.push(F::ClusterMsgSent, &[base[0], base[1], ("type", t.as_str())], *n as f64);
+        }
+        for (t, n) in &ci.messages_received {
+            out.push(F::ClusterMsgReceived, &[base[0], base[1], ("type", t.as_str())], *n as f64);
+        }
+    }
+}
+
+/// Which server software answers, and its own version.
+pub fn engine(info: &Info) -> (&'static str, &str) {
+    if let Some(v) = info.get("valkey_version") {
+        ("valkey", v)
+    } else if let Some(v) = info.get("dragonfly_version") {
+        ("dragonfly", v)
+    } else if info.has_section("KeyDB") || info.get("mvcc-depth").is_some() {
+        ("keydb", info.get("redis_version").unwrap_or(""))
+    } else {
+        ("redis", info.get("redis_version").unwrap_or(""))
+    }
+}
+
+/// Replication lag for every replica of every polled master.
+///
+/// Lag in bytes comes from the master's INFO alone. Lag in seconds compares
+/// the replica's offset with the master's offset history: the replica's own
+/// reading when it is polled and up (freshest), else the master's view of
+/// the replica's acknowledged offset (keeps the figure current while the
+/// replica hangs). Absent while the replica syncs or its link is down.
+fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
+    // Replicas we poll, by the replication ID they follow.
+    let mut replicas_by_replid: HashMap<&str, Vec<&NodeView>> = HashMap::new();
+    for v in views {
+        if let Some(obs) = &v.last {
+            if obs.info.get("role") == Some("slave") {
+                if let Some(replid) = obs.info.get("master_replid") {
+                    replicas_by_replid.entry(replid).or_default().push(v);
+                }
+            }
+        }
+    }
+    for m in views {
+        let Some(mobs) = &m.last else { continue };
+        if mobs.info.get("role") != Some("master") {
+            continue;
+        }
+        let Some(master_offset) = mobs.info.u64("master_repl_offset") else {
+            continue;
+        };
+        let replid = mobs.info.get("master_replid").unwrap_or("");
+        let polled = replicas_by_replid.get(replid).map(Vec::as_slice).unwrap_or(&[]);
+        let history_ok = m.offsets.0 == replid;
+        for line in &mobs.info.replicas {
+            let line_addr = line.addr();
+            // Match the line to a polled replica: same address, or the only
+            // replica of this master listening on that port (the master sees
+            // the replica's IP, the operator may have configured a name).
+            let replica = polled
+                .iter()
+                .find(|r| r.node.target.addr == line_addr)
+                .or_else(|| {
+                    let same_port: Vec<_> = polled
+                        .iter()
+                        .filter(|r| port_of(&r.node.target.addr) == Some(line.port))
+                        .collect();
+                    (same_port.len() == 1).then(|| same_port[0])
+                });
+            let addr = replica.map(|r| r.node.target.addr.clone()).unwrap_or(line_addr);
+            if ctx.only_addr.as_deref().is_some_and(|a| a != addr) {
+                continue;
+            }
+            let cluster = replica
+                .map(|r| r.node.target.cluster.as_str())
+                .unwrap_or(m.node.target.cluster.as_str());
+            let labels = [
+                ("addr", addr.as_str()),
+                ("cluster", cluster),
+                ("master_addr", m.node.target.addr.as_str()),
+            ];
+            out.push(F::ReplLagBytes, &labels, derive::lag_bytes(master_offset, line.offset) as f64);
+
+            if !history_ok {
+                continue;
+            }
+            let reading = match replica.and_then(|r| r.last.as_ref()) {
+                Some(robs) => {
+                    let syncing = robs.info.get("master_sync_in_progress") == Some("1");
+                    let link_up = robs.info.get("master_link_status") == Some("up");
+                    if syncing || !link_up {
+                        None
+                    } else {
+                        robs.info
+                            .u64("slave_repl_offset")
+                            .map(|o| (o, ctx.clock.secs(robs.at)))
+                    }
+                }
+                None if line.state == "online" => Some((line.offset, ctx.clock.secs(mobs.at))),
+                None => None,
+            };
+            if let Some((offset, at)) = reading {
+                if let Some(lag) = derive::lag_seconds(&m.offsets.1, offset, at) {
+                    out.push(F::ReplLagSeconds, &labels, lag);
+                }
+            }
+        }
+    }
+}
+
+fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}

@@ -1,0 +1,155 @@
+//! The HTTP side: `/metrics`, `/scrape`, `/sd`, health, readiness and a
+//! landing page. Every handler reads stored snapshots; none touches Redis.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::daemon::Shared;
+
+/// Most HTTP connections served at once; more are closed on accept. Far
+/// above what a few Prometheus servers need, low enough that a flood of
+/// connections cannot exhaust file descriptors the pollers need.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a client gets to send its request headers; stops slow-loris
+/// clients from holding connection slots.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted (hyper's read buffer); a scrape request is
+/// a few hundred bytes.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Upper bound on one connection's life, so an idle keep-alive client
+/// cannot pin a slot forever.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Accepts connections until `stop` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_HEAD)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await;
+            drop(permit);
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    let mut resp = if path == shared.config.telemetry_path {
+        respond(StatusCode::OK, TEXT_FORMAT, shared.render(None))
+    } else {
+        match path {
+            "/" => respond(StatusCode::OK, "text/html; charset=utf-8", shared.landing_page()),
+            "/-/healthy" => respond(StatusCode::OK, "text/plain", "OK\n"),
+            "/-/ready" => {
+                if shared.ready() {
+                    respond(StatusCode::OK, "text/plain", "ready\n")
+                } else {
+                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not every node has been polled yet\n")
+                }
+            }
+            "/sd" => respond(StatusCode::OK, "application/json", shared.service_discovery()),
+            "/scrape" => scrape(shared, query),
+            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    };
+    if head {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
+
+/// `/scrape?target=host:port`: one known node's series. A target the
+/// exporter does not already poll is refused: this endpoint must never make
+/// the exporter connect somewhere new with its credentials.
+fn scrape(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    let target = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "target")
+        .map(|(_, v)| v.into_owned());
+    let Some(target) = target else {
+        return respond(StatusCode::BAD_REQUEST, "text/plain", "missing ?target=host:port\n");
+    };
+    // Accept the forms Prometheus relabelling produces: host:port or a URL.
+    let addr = match crate::target::parse_addr(&target) {
+        Ok(p) => p.addr,
+        Err(_) => target.clone(),
+    };
+    if !shared.knows(&addr) {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "unknown target: only nodes this exporter already polls can be scraped (see /sd)\n",
+        );
+    }
+    respond(StatusCode::OK, TEXT_FORMAT, shared.render(Some(addr)))
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,328 @@
+//! Parser for the text of an `INFO` reply.
+//!
+//! Pure: text in, [`Info`] out, no I/O. It must accept every server we may
+//! meet (Redis 3 to 8, Valkey, KeyDB, Dragonfly) and anything a broken or
+//! hostile server sends, so it never panics and never fails: lines it does
+//! not understand are skipped, and a field it does not know is kept as text.
+
+use std::collections::HashMap;
+
+/// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line of a master.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaLine {
+    pub index: u32,
+    pub ip: String,
+    pub port: u16,
+    pub state: String,
+    /// The replica's last acknowledged replication offset.
+    pub offset: u64,
+    /// Seconds since the replica's last ACK (a stalled-link detector).
+    pub lag: u64,
+}
+
+impl ReplicaLine {
+    pub fn addr(&self) -> String {
+        crate::target::format_host_port(&self.ip, self.port)
+    }
+}
+
+/// One `dbN:keys=..,expires=..,avg_ttl=..` line of the Keyspace section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbLine {
+    /// `db0`, `db1`, ...
+    pub db: String,
+    pub keys: u64,
+    pub expires: u64,
+    /// Average TTL of keys with an expiry, in milliseconds (0 when none).
+    pub avg_ttl_ms: u64,
+}
+
+/// One `cmdstat_<cmd>:calls=..,usec=..,...` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandStat {
+    pub cmd: String,
+    pub calls: u64,
+    pub usec: u64,
+    /// Absent before Redis 6.2.
+    pub rejected_calls: Option<u64>,
+    pub failed_calls: Option<u64>,
+}
+
+/// One `latency_percentiles_usec_<cmd>:p50=..,p99=..,p99.9=..` line (7.0+).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyStat {
+    pub cmd: String,
+    /// (quantile as in the reply, e.g. "50", "99.9"; microseconds)
+    pub percentiles: Vec<(String, f64)>,
+}
+
+/// A parsed `INFO` reply.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// Plain `key:value` fields of every section; the structured lines below
+    /// are kept out of it. A repeated key keeps its last value.
+    fields: HashMap<String, String>,
+    /// Section names in the order they appeared (`Server`, `Clients`, ...).
+    pub sections: Vec<String>,
+    pub replicas: Vec<ReplicaLine>,
+    pub keyspace: Vec<DbLine>,
+    pub commands: Vec<CommandStat>,
+    /// `errorstat_<PREFIX>:count=N` as (PREFIX, N).
+    pub errors: Vec<(String, u64)>,
+    pub latencies: Vec<LatencyStat>,
+}
+
+/// Longest key we keep. Real keys are under 64 bytes; the cap keeps a hostile
+/// reply from making us store megabyte-long keys (the reply size is capped
+/// elsewhere, this bounds what we keep of it).
+const MAX_KEY_LEN: usize = 256;
+
+/// Longest value we keep, for the same reason (`os:`/`executable:` are the
+/// longest legitimate values, far below this).
+const MAX_VALUE_LEN: usize = 1024;
+
+/// Most structured lines of one kind we keep: bounds memory per node even if
+/// a server claims millions of databases, replicas or commands.
+const MAX_ENTRIES: usize = 4096;
+
+impl Info {
+    /// The raw text of a plain field.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    /// A plain field as a number; `None` when absent or not numeric.
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(parse_number)
+    }
+
+    /// A plain field as an unsigned integer (rejects negatives and fractions).
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Whether the reply had a section of this name (case-insensitive).
+    pub fn has_section(&self, name: &str) -> bool {
+        self.sections.iter().any(|s| s.eq_ignore_ascii_case(name))
+    }
+
+    /// All plain fields whose value is numeric, including ones this exporter
+    /// has no metric for (kept so new server fields are not silently lost).
+    pub fn numeric_fields(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.fields
+            .iter()
+            .filter_map(|(k, v)| parse_number(v).map(|n| (k.as_str(), n)))
+    }
+
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+}
+
+/// Parses the text of an `INFO` reply. Accepts CRLF or LF line ends.
+pub fn parse_info(text: &str) -> Info {
+    let mut info = Info::default();
+    for raw in text.split('\n') {
+        let line = raw.trim_end_matches('\r').trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('#') {
+            if info.sections.len() < MAX_ENTRIES {
+                info.sections.push(truncate(section.trim(), MAX_KEY_LEN).to_string());
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if key.is_empty() || key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+            continue;
+        }
+        parse_line(&mut info, key, value);
+    }
+    info
+}
+
+fn parse_line(info: &mut Info, key: &str, value: &str) {
+    if let Some(cmd) = key.strip_prefix("cmdstat_") {
+        if info.commands.len() < MAX_ENTRIES {
+            if let Some(stat) = parse_cmdstat(cmd, value) {
+                info.commands.push(stat);
+            }
+        }
+    } else if let Some(prefix) = key.strip_prefix("errorstat_") {
+        if info.errors.len() < MAX_ENTRIES {
+            if let Some(count) = kv_u64(value, "count") {
+                info.errors.push((prefix.to_string(), count));
+            }
+        }
+    } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
+        if info.latencies.len() < MAX_ENTRIES {
+            let percentiles: Vec<(String, f64)> = kv_pairs(value)
+                .filter_map(|(k, v)| Some((k.strip_prefix('p')?.to_string(), parse_number(v)?)))
+                .collect();
+            if !percentiles.is_empty() {
+                info.latencies.push(LatencyStat {
+                    cmd: cmd.to_string(),
+                    percentiles,
+                });
+            }
+        }
+    } else if is_indexed(key, "db") && value.contains("keys=") {
+        if info.keyspace.len() < MAX_ENTRIES {
+            if let Some(keys) = kv_u64(value, "keys") {
+                info.keyspace.push(DbLine {
+                    db: key.to_string(),
+                    keys,
+                    expires: kv_u64(value, "expires").unwrap_or(0),
+                    // Dragonfly reports -1 when no key has a TTL.
+                    avg_ttl_ms: kv_u64(value, "avg_ttl").unwrap_or(0),
+                });
+            }
+        }
+    } else if is_indexed(key, "slave") && value.contains("port=") {
+        if info.replicas.len() < MAX_ENTRIES {
+            if let Some(line) = parse_replica(key, value) {
+                info.replicas.push(line);
+            }
+        }
+    } else if info.fields.len() < MAX_ENTRIES || info.fields.contains_key(key) {
+        info.fields.insert(key.to_string(), value.to_string());
+    }
+}
+
+fn parse_cmdstat(cmd: &str, value: &str) -> Option<CommandStat> {
+    Some(CommandStat {
+        cmd: cmd.to_string(),
+        calls: kv_u64(value, "calls")?,
+        usec: kv_u64(value, "usec").unwrap_or(0),
+        rejected_calls: kv_u64(value, "rejected_calls"),
+        failed_calls: kv_u64(value, "failed_calls"),
+    })
+}
+
+fn parse_replica(key: &str, value: &str) -> Option<ReplicaLine> {
+    let index = key.strip_prefix("slave")?.parse().ok()?;
+    let mut ip = None;
+    let mut port = None;
+    let mut state = String::new();
+    let mut offset = 0;
+    let mut lag = 0;
+    for (k, v) in kv_pairs(value) {
+        match k {
+            "ip" => ip = Some(v.to_string()),
+            "port" => port = v.parse().ok(),
+            "state" => state = v.to_string(),
+            "offset" => offset = v.parse().unwrap_or(0),
+            "lag" => lag = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(ReplicaLine {
+        index,
+        ip: ip?,
+        port: port?,
+        state,
+        offset,
+        lag,
+    })
+}
+
+/// `dbN`, `slaveN`: prefix followed by digits only.
+fn is_indexed(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `a=1,b=2` pairs; items without `=` are skipped.
+fn kv_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    value.split(',').filter_map(|item| item.split_once('='))
+}
+
+fn kv_u64(value: &str, key: &str) -> Option<u64> {
+    kv_pairs(value)
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// Numbers as INFO writes them: integers, decimals, and nothing else (no
+/// `inf`/`nan`, which Rust's parser would accept and Prometheus would
+/// choke on downstream).
+pub fn parse_number(v: &str) -> Option<f64> {
+    let v = v.trim();
+    let first = v.bytes().next()?;
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return None;
+    }
+    v.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let text = "# Server\r\nredis_version:7.0.15\r\nos:Linux 6.1 x86_64\r\n\r\n# Replication\r\nrole:master\r\nslave0:ip=10.0.0.2,port=6380,state=online,offset=1234,lag=1\r\n# Commandstats\r\ncmdstat_client|list:calls=3,usec=30,usec_per_call=10.00,rejected_calls=0,failed_calls=1\r\ncmdstat_get:calls=5,usec=10,usec_per_call=2.00\r\n# Errorstats\r\nerrorstat_OOM:count=7\r\n# Latencystats\r\nlatency_percentiles_usec_get:p50=1.003,p99=3.007,p99.9=8.015\r\n# Keyspace\r\ndb0:keys=70,expires=20,avg_ttl=3576599,subexpiry=0\r\n";
+        let info = parse_info(text);
+        assert_eq!(info.get("redis_version"), Some("7.0.15"));
+        assert_eq!(info.get("os"), Some("Linux 6.1 x86_64"));
+        assert_eq!(info.replicas[0].addr(), "10.0.0.2:6380");
+        assert_eq!(info.replicas[0].offset, 1234);
+        assert_eq!(info.commands[0].cmd, "client|list");
+        assert_eq!(info.commands[0].failed_calls, Some(1));
+        assert_eq!(info.commands[1].rejected_calls, None);
+        assert_eq!(info.errors, vec![("OOM".to_string(), 7)]);
+        assert_eq!(info.latencies[0].percentiles[2], ("99.9".to_string(), 8.015));
+        assert_eq!(info.keyspace[0].keys, 70);
+        assert_eq!(info.keyspace[0].avg_ttl_ms, 3576599);
+        assert!(info.has_section("keyspace"));
+        assert_eq!(info.get("slave0"), None, "structured lines stay out of fields");
+    }
+
+    #[test]
+    fn numbers_are_strict() {
+        assert_eq!(parse_number("1.5"), Some(1.5));
+        assert_eq!(parse_number("-1"), Some(-1.0));
+        assert_eq!(parse_number("inf"), None);
+        assert_eq!(parse_number("NaN"), None);
+        assert_eq!(parse_number("1e999"), None);
+        assert_eq!(parse_number(""), None);
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let long = "x".repeat(10_000);
+        let inputs = [
+            "",
+            ":",
+            "::::",
+            "#",
+            "slave0:port=",
+            "slave0:ip=a,port=99999",
+            "db0:keys=-1",
+            "cmdstat_:calls=x",
+            "errorstat_:count=",
+            "latency_percentiles_usec_x:p",
+            "\u{fffd}\u{0}:\u{1}",
+            long.as_str(),
+        ];
+        for input in inputs {
+            let _ = parse_info(input);
+        }
+        let many: String = (0..10_000).map(|i| format!("db{i}:keys=1\n")).collect();
+        assert_eq!(parse_info(&many).keyspace.len(), MAX_ENTRIES);
+    }
+}

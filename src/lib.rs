@@ -1,0 +1,19 @@
+//! redis-vitals: a Prometheus exporter that polls every Redis node in the
+//! background and serves the latest snapshot, with derived cache-health
+//! signals. One module per concern; see README.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod cluster_parse;
+pub mod config;
+pub mod daemon;
+pub mod derive;
+pub mod error;
+pub mod exposition;
+pub mod http;
+pub mod info;
+pub mod logging;
+pub mod poller;
+pub mod state;
+pub mod target;
+pub mod topology;

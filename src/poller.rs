@@ -1,0 +1,359 @@
+//! Polling one node: a long-lived task per node that keeps one connection,
+//! asks for INFO (and CLUSTER INFO/NODES on cluster nodes) on a fixed
+//! schedule, and swaps the result into the node's shared state.
+//!
+//! One node's trouble stays with that node: every poll has a deadline, a
+//! failed connection is retried with capped, jittered backoff, and the only
+//! thing shared between pollers is the concurrency cap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{watch, Semaphore};
+
+use crate::cluster_parse;
+use crate::config::PollSettings;
+use crate::derive::Counters;
+use crate::error::{PollError, Reason};
+use crate::info::{self, Info};
+use crate::state::{NodeState, Observation};
+use crate::target::Target;
+
+/// Settings every poller shares.
+#[derive(Debug, Clone)]
+pub struct PollContext {
+    pub poll: PollSettings,
+    /// How far back each node's history must reach (seconds).
+    pub hit_window: f64,
+    pub lag_history: f64,
+    pub permits: Arc<Semaphore>,
+    pub clock: crate::clock::Clock,
+}
+
+/// Sections asked from servers that accept several (Redis/Valkey 7.0+):
+/// everything the metrics use, and not `modules`/`keysizes`, which cost
+/// server time and feed no metric.
+const INFO_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
+
+/// What we learned about a server, kept until its `run_id` changes so that
+/// unsupported commands are probed once, not every poll.
+#[derive(Debug, Default, Clone)]
+struct Capabilities {
+    run_id: Option<String>,
+    /// INFO accepts several section names (7.0+, not Dragonfly).
+    multi_section_info: bool,
+    /// CONFIG GET failed (blocked, renamed, denied): never ask again.
+    config_unavailable: bool,
+    /// Last value and time of CONFIG GET maxclients.
+    config_maxclients: Option<u64>,
+    config_fetched_at: Option<Instant>,
+    cluster_enabled: bool,
+}
+
+/// Runs the poll loop of one node until `stop` turns true.
+pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::Receiver<bool>) {
+    let interval = ctx.poll.interval;
+    // First poll soon (readiness waits for it), spread a little so that a
+    // fleet does not connect all at once; later polls keep a random phase
+    // within the interval so they never run in lock-step.
+    let first_delay = jitter_up_to(interval.min(Duration::from_millis(250)));
+    let phase = jitter_up_to(interval);
+    let mut next = tokio::time::Instant::now() + first_delay;
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut caps = Capabilities::default();
+    let mut failures: u32 = 0;
+    let mut first = true;
+
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let permit = tokio::select! {
+            p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            ctx.poll.timeout,
+            poll_once(&node, &mut conn, &mut caps, ctx.poll.config_refresh),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(PollError::new(
+                Reason::Timeout,
+                format!("no complete reply within {:?}", ctx.poll.timeout),
+            ))
+        });
+        drop(permit);
+        let took = started.elapsed();
+        let scheduled = next;
+
+        match result {
+            Ok(obs) => {
+                if failures > 0 {
+                    tracing::info!(addr = %node.target.addr, "node is up again");
+                }
+                failures = 0;
+                let counters = Counters::from_info(&obs.info);
+                let at = ctx.clock.secs(obs.at);
+                let mut st = node.status();
+                st.history.record(at, &counters, ctx.hit_window, ctx.lag_history);
+                st.last = Some(Arc::new(obs));
+                st.last_error = None;
+                st.last_success = Some(Instant::now());
+                st.last_poll_duration = Some(took);
+                st.polled_once = true;
+                st.polls_total += 1;
+            }
+            Err(e) => {
+                // A broken conversation leaves the connection in an unknown
+                // state (a late reply would be read as the next one): drop
+                // it. Error replies on a healthy connection keep it.
+                if !matches!(e.reason, Reason::Denied | Reason::Loading | Reason::Busy | Reason::ServerError) {
+                    conn = None;
+                }
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, "poll failed; node marked down");
+                } else {
+                    tracing::debug!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, failures, "poll failed again");
+                }
+                let mut st = node.status();
+                st.last = None;
+                st.last_poll_duration = Some(took);
+                *st.errors_total.entry(e.reason).or_insert(0) += 1;
+                st.last_error = Some(e);
+                st.polled_once = true;
+                st.polls_total += 1;
+            }
+        }
+
+        next = if failures == 0 {
+            if first {
+                scheduled + phase
+            } else {
+                // Fixed rate: the schedule does not drift with poll time. If
+                // we fell far behind (suspended process), skip missed polls.
+                let n = scheduled + interval;
+                let now = tokio::time::Instant::now();
+                if n < now {
+                    now + phase.min(interval / 2)
+                } else {
+                    n
+                }
+            }
+        } else {
+            tokio::time::Instant::now() + backoff(interval, ctx.poll.max_backoff, failures)
+        };
+        first = false;
+    }
+}
+
+/// Retry delay after `failures` consecutive failures: the poll interval,
+/// doubling per failure up to `max`, with ±20% jitter so a fleet that lost
+/// its network does not reconnect in one burst.
+pub fn backoff(interval: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = interval.saturating_mul(1u32 << exp).min(max);
+    let factor = 0.8 + fastrand::f64() * 0.4;
+    base.mul_f64(factor)
+}
+
+fn jitter_up_to(max: Duration) -> Duration {
+    max.mul_f64(fastrand::f64())
+}
+
+async fn connect(target: &Target) -> Result<MultiplexedConnection, PollError> {
+    let info = target
+        .connection_info()
+        .map_err(|e| PollError::new(Reason::Connect, e.category().to_string()))?;
+    let client = redis::Client::open(info).map_err(|e| PollError::from_redis(&e, true))?;
+    // The caller's deadline bounds the whole poll; the crate's own response
+    // timeout is left off so that one deadline decides.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| PollError::from_redis(&e, true))
+}
+
+async fn poll_once(
+    node: &NodeState,
+    conn: &mut Option<MultiplexedConnection>,
+    caps: &mut Capabilities,
+    config_refresh: Duration,
+) -> Result<Observation, PollError> {
+    let target = &node.target;
+    if conn.is_none() {
+        let c = connect(target).await?;
+        node.status().connections_opened += 1;
+        tracing::debug!(addr = %target.addr, "connected");
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(PollError::new(Reason::Connect, "no connection"));
+    };
+
+    let mut info_cmd = redis::cmd("INFO");
+    if caps.multi_section_info {
+        for s in INFO_SECTIONS {
+            info_cmd.arg(*s);
+        }
+    } else {
+        // Older servers take one section name; "all" is everything but
+        // modules on every version we support.
+        info_cmd.arg("all");
+    }
+    let text: String = info_cmd
+        .query_async(c)
+        .await
+        .map_err(|e| PollError::from_redis(&e, false))?;
+    let at = Instant::now();
+    let info = info::parse_info(&text);
+    if info.field_count() == 0 {
+        return Err(PollError::new(Reason::Protocol, "INFO reply has no fields"));
+    }
+
+    let run_id = info.get("run_id").map(str::to_string);
+    if caps.run_id != run_id {
+        // A new server process (or the first reply): learn what it supports.
+        *caps = detect(&info);
+        caps.run_id = run_id;
+    }
+
+    let mut maxclients = info.u64("maxclients");
+    if maxclients.is_none() {
+        maxclients = config_maxclients(c, target, caps, config_refresh).await?;
+    }
+    let maxclients = maxclients.or(target.maxclients_override);
+
+    let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
+        let text: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(c)
+            .await
+            .map_err(|e| PollError::from_redis(&e, false))?;
+        let ci = cluster_parse::parse_cluster_info(&text)
+            .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER INFO: {e}")))?;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(c)
+            .await
+            .map_err(|e| PollError::from_redis(&e, false))?;
+        let nodes = cluster_parse::parse_cluster_nodes(&text)
+            .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
+        (Some(ci), Some(nodes))
+    } else {
+        (None, None)
+    };
+
+    Ok(Observation {
+        at,
+        info,
+        maxclients,
+        cluster_info,
+        cluster_nodes,
+    })
+}
+
+fn detect(info: &Info) -> Capabilities {
+    let version = info.get("redis_version").map(parse_version).unwrap_or((0, 0));
+    let dragonfly = info.get("dragonfly_version").is_some();
+    Capabilities {
+        run_id: None,
+        multi_section_info: version >= (7, 0) && !dragonfly,
+        config_unavailable: false,
+        config_maxclients: None,
+        config_fetched_at: None,
+        cluster_enabled: info.get("cluster_enabled") == Some("1"),
+    }
+}
+
+/// `CONFIG GET maxclients`, for servers whose INFO lacks it (before 6.2).
+/// Asked once per `config_refresh`; after one failure never again for this
+/// server process, so a blocked CONFIG does not add an error reply per poll.
+async fn config_maxclients(
+    c: &mut MultiplexedConnection,
+    target: &Target,
+    caps: &mut Capabilities,
+    refresh: Duration,
+) -> Result<Option<u64>, PollError> {
+    let Some(cmd_name) = &target.config_command else {
+        return Ok(None);
+    };
+    if caps.config_unavailable {
+        return Ok(None);
+    }
+    if let Some(at) = caps.config_fetched_at {
+        if at.elapsed() < refresh {
+            return Ok(caps.config_maxclients);
+        }
+    }
+    let reply: Result<Vec<String>, redis::RedisError> =
+        redis::cmd(cmd_name).arg("GET").arg("maxclients").query_async(c).await;
+    match reply {
+        Ok(pair) => {
+            caps.config_fetched_at = Some(Instant::now());
+            caps.config_maxclients = pair.get(1).and_then(|v| v.parse().ok());
+            Ok(caps.config_maxclients)
+        }
+        Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            Err(PollError::from_redis(&e, false))
+        }
+        Err(e) => {
+            tracing::info!(addr = %target.addr, code = e.code().unwrap_or("?"), "CONFIG GET is not available; maxclients comes from the override if set");
+            caps.config_unavailable = true;
+            Ok(None)
+        }
+    }
+}
+
+/// "7.0.15" -> (7, 0). Unparseable parts count as 0.
+pub fn parse_version(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.trim().parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let i = Duration::from_secs(5);
+        let max = Duration::from_secs(30);
+        for _ in 0..100 {
+            let b1 = backoff(i, max, 1);
+            assert!(b1 >= Duration::from_secs(4) && b1 <= Duration::from_secs(6), "{b1:?}");
+            let b3 = backoff(i, max, 3);
+            assert!(b3 >= Duration::from_secs(16) && b3 <= Duration::from_secs(24), "{b3:?}");
+            let b = backoff(i, max, 1000);
+            assert!(b <= Duration::from_secs(36), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("7.0.15"), (7, 0));
+        assert_eq!(parse_version("255.255.255"), (255, 255));
+        assert_eq!(parse_version("x"), (0, 0));
+    }
+}

@@ -1,0 +1,74 @@
+//! What the daemon knows about each node, shared between its poller (the only
+//! writer) and the HTTP handlers (readers).
+//!
+//! Readers never wait on Redis: a poll builds a complete [`Observation`] off
+//! to the side and swaps it in under a short lock.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::cluster_parse::{ClusterInfo, NodeLine};
+use crate::derive::History;
+use crate::error::{PollError, Reason};
+use crate::info::Info;
+use crate::target::Target;
+
+/// One successful poll of a node.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// When the INFO reply arrived, on the exporter's monotonic clock.
+    pub at: Instant,
+    pub info: Info,
+    /// The client limit: INFO's `maxclients` (6.2+), else CONFIG GET, else
+    /// the operator's override; `None` when none is known.
+    pub maxclients: Option<u64>,
+    pub cluster_info: Option<ClusterInfo>,
+    /// This node's view of the cluster (`CLUSTER NODES`).
+    pub cluster_nodes: Option<Vec<NodeLine>>,
+}
+
+/// The mutable part of a node's state.
+#[derive(Debug, Default)]
+pub struct NodeStatus {
+    /// Latest successful observation; cleared when a poll fails so that no
+    /// stale value is presented as current.
+    pub last: Option<Arc<Observation>>,
+    pub last_error: Option<PollError>,
+    pub last_success: Option<Instant>,
+    pub last_poll_duration: Option<Duration>,
+    /// Whether at least one poll (successful or not) has finished.
+    pub polled_once: bool,
+    pub polls_total: u64,
+    pub errors_total: BTreeMap<Reason, u64>,
+    pub connections_opened: u64,
+    /// Samples kept for windowed signals (hit ratio, offsets).
+    pub history: History,
+}
+
+/// A node the daemon polls.
+#[derive(Debug)]
+pub struct NodeState {
+    pub target: Target,
+    status: Mutex<NodeStatus>,
+}
+
+impl NodeState {
+    pub fn new(target: Target) -> Self {
+        NodeState {
+            target,
+            status: Mutex::new(NodeStatus::default()),
+        }
+    }
+
+    /// Locks the status. Holders must not await or do I/O while holding it.
+    pub fn status(&self) -> MutexGuard<'_, NodeStatus> {
+        // A panic while holding the lock leaves plain data behind; keep
+        // serving it rather than taking the whole exporter down.
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.status().last.is_some()
+    }
+}

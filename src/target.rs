@@ -1,0 +1,270 @@
+//! What one Redis node to poll is: its address, credentials and settings.
+//!
+//! Credentials live in [`Secret`], whose `Debug` and `Display` never show the
+//! value, so a target can be logged or put in an error without leaking.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A password. Printing it in any way shows `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(s: &str) -> Self {
+        Secret(Arc::from(s))
+    }
+    /// The only way to read the value; grep for it when auditing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a node listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix { path: String },
+}
+
+/// One node to poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    /// The `addr` label: `host:port` (IPv6 in brackets) or the socket path.
+    pub addr: String,
+    pub db: i64,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// The `cluster` label; empty for a standalone node without a group name.
+    pub cluster: String,
+    /// Operator-supplied `maxclients`, for servers that hide it (managed
+    /// Redis before 6.2 with CONFIG blocked).
+    pub maxclients_override: Option<u64>,
+    /// Name of the CONFIG command (renamed on some servers); `None` when the
+    /// operator disabled it, so it is never sent.
+    pub config_command: Option<String>,
+    /// Whether this target was configured (a seed) or found by discovery.
+    pub discovered: bool,
+}
+
+/// Formats `host:port`, bracketing IPv6 literals so the label parses back.
+pub fn format_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Why a target address was refused. Never carries the address itself: it
+/// may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("not a valid URL")]
+    Invalid,
+    #[error("unsupported scheme (use redis://, rediss:// or unix://)")]
+    Scheme,
+    #[error("missing host")]
+    NoHost,
+    #[error("missing socket path")]
+    NoPath,
+    #[error("database must be a number from 0 to 1000000")]
+    Db,
+    #[error("user name is not valid UTF-8")]
+    User,
+    #[error("password is not valid UTF-8")]
+    Password,
+    #[error("TLS (rediss://) is not supported by this build yet")]
+    Tls,
+}
+
+/// The parts of a target URL. `redis://[user[:password]@]host[:port][/db]`,
+/// `unix:///path[?db=N]`, or a bare `host:port`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedAddr {
+    pub endpoint: Endpoint,
+    pub addr: String,
+    pub db: i64,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// Largest db index we accept; Redis' own limit is the `databases` setting,
+/// this only rejects nonsense early.
+const MAX_DB: i64 = 1_000_000;
+
+pub fn parse_addr(input: &str) -> Result<ParsedAddr, AddrError> {
+    let input = input.trim();
+    // A bare `host:port` is what people type most; give it a scheme.
+    let owned;
+    let text = if input.contains("://") {
+        input
+    } else {
+        owned = format!("redis://{input}");
+        &owned
+    };
+    let url = url::Url::parse(text).map_err(|_| AddrError::Invalid)?;
+    let decode = percent_encoding_decode;
+    let user = match url.username() {
+        "" => None,
+        u => Some(decode(u).ok_or(AddrError::User)?),
+    };
+    let password = match url.password() {
+        None | Some("") => None,
+        Some(p) => Some(Secret::new(&decode(p).ok_or(AddrError::Password)?)),
+    };
+    match url.scheme() {
+        "redis" => {
+            let host = match url.host() {
+                Some(url::Host::Domain(d)) => d.to_string(),
+                Some(url::Host::Ipv4(ip)) => ip.to_string(),
+                Some(url::Host::Ipv6(ip)) => ip.to_string(),
+                None => return Err(AddrError::NoHost),
+            };
+            if host.is_empty() {
+                return Err(AddrError::NoHost);
+            }
+            let port = url.port().unwrap_or(6379);
+            let db = match url.path().trim_start_matches('/') {
+                "" => 0,
+                p => p.parse().map_err(|_| AddrError::Db)?,
+            };
+            if !(0..=MAX_DB).contains(&db) {
+                return Err(AddrError::Db);
+            }
+            Ok(ParsedAddr {
+                addr: format_host_port(&host, port),
+                endpoint: Endpoint::Tcp { host, port },
+                db,
+                user,
+                password,
+            })
+        }
+        "unix" | "redis+unix" => {
+            let path = url.path().to_string();
+            if path.is_empty() || path == "/" {
+                return Err(AddrError::NoPath);
+            }
+            let db = match url.query_pairs().find(|(k, _)| k == "db") {
+                Some((_, v)) => v.parse().map_err(|_| AddrError::Db)?,
+                None => 0,
+            };
+            if !(0..=MAX_DB).contains(&db) {
+                return Err(AddrError::Db);
+            }
+            Ok(ParsedAddr {
+                addr: path.clone(),
+                endpoint: Endpoint::Unix { path },
+                db,
+                user,
+                password,
+            })
+        }
+        "rediss" => Err(AddrError::Tls),
+        _ => Err(AddrError::Scheme),
+    }
+}
+
+fn percent_encoding_decode(s: &str) -> Option<String> {
+    // url keeps userinfo percent-encoded.
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// A URL with any password replaced by `****`, for messages that must name
+/// which configured address is wrong.
+pub fn redact_url(input: &str) -> String {
+    match input.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:****@{host}")
+                } else {
+                    format!("{scheme}://{user}@{host}")
+                }
+            }
+            None => input.to_string(),
+        },
+        None => match input.rsplit_once('@') {
+            Some((_, host)) => format!("****@{host}"),
+            None => input.to_string(),
+        },
+    }
+}
+
+impl Target {
+    /// Settings for the redis crate. Skips `CLIENT SETINFO` on connect: it is
+    /// one more command per connection that the metrics do not need, and an
+    /// error reply on servers older than 7.2 that would count in their
+    /// `errorstat_ERR`.
+    pub fn connection_info(&self) -> Result<redis::ConnectionInfo, redis::RedisError> {
+        use redis::IntoConnectionInfo;
+        let addr = match &self.endpoint {
+            Endpoint::Tcp { host, port } => redis::ConnectionAddr::Tcp(host.clone(), *port),
+            Endpoint::Unix { path } => redis::ConnectionAddr::Unix(path.into()),
+        };
+        let mut settings = redis::RedisConnectionInfo::default()
+            .set_db(self.db)
+            .set_skip_set_lib_name();
+        if let Some(user) = &self.user {
+            settings = settings.set_username(user);
+        }
+        if let Some(pw) = &self.password {
+            settings = settings.set_password(pw.expose());
+        }
+        Ok(addr.into_connection_info()?.set_redis_settings(settings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_forms() {
+        let a = parse_addr("redis://alice:s3cr%40t@10.0.0.1:6380/2").unwrap();
+        assert_eq!(a.addr, "10.0.0.1:6380");
+        assert_eq!(a.db, 2);
+        assert_eq!(a.user.as_deref(), Some("alice"));
+        assert_eq!(a.password.as_ref().unwrap().expose(), "s3cr@t");
+        assert_eq!(format!("{:?}", a).contains("s3cr"), false);
+
+        let b = parse_addr("localhost:7000").unwrap();
+        assert_eq!(b.addr, "localhost:7000");
+        let c = parse_addr("redis://[::1]:7000").unwrap();
+        assert_eq!(c.addr, "[::1]:7000");
+        let d = parse_addr("unix:///run/redis.sock?db=3").unwrap();
+        assert_eq!(d.addr, "/run/redis.sock");
+        assert_eq!(d.db, 3);
+        assert_eq!(parse_addr("redis://h:1/x"), Err(AddrError::Db));
+        assert_eq!(parse_addr("http://h:1"), Err(AddrError::Scheme));
+        assert_eq!(parse_addr("redis://h:99999"), Err(AddrError::Invalid));
+        assert_eq!(parse_addr("unix://"), Err(AddrError::NoPath));
+        assert_eq!(parse_addr("redis://h:1/%"), Err(AddrError::Db));
+        assert_eq!(parse_addr("redis://:%FF@h"), Err(AddrError::Password));
+    }
+
+    #[test]
+    fn redacts() {
+        assert_eq!(redact_url("redis://u:pw@h:1"), "redis://u:****@h:1");
+        assert_eq!(redact_url("redis://:pw@h:1"), "redis://:****@h:1");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("pw@h:1"), "****@h:1");
+    }
+}
