@@ -43,14 +43,23 @@ pub const DEFAULT_TARGET: &str = "redis://localhost:6379";
 /// Command-line flags. Every field is optional so that the file and the
 /// defaults can fill what the command line leaves out.
 #[derive(Debug, Parser, Default)]
-#[command(name = "redis-vitals", version, about = "Prometheus exporter for Redis: polls every node in the background")]
+#[command(
+    name = "redis-vitals",
+    version,
+    about = "Prometheus exporter for Redis: polls every node in the background"
+)]
 pub struct Flags {
     /// TOML configuration file; every flag can also be set there.
     #[arg(long = "config.file", env = "REDIS_VITALS_CONFIG")]
     pub config_file: Option<PathBuf>,
     /// Redis node URL: redis://[user@]host:port[/db] or unix:///path. Repeatable.
     /// The password goes in REDIS_PASSWORD or --redis.password-file, not here.
-    #[arg(long = "redis.addr", env = "REDIS_ADDR", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "redis.addr",
+        env = "REDIS_ADDR",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub redis_addr: Vec<String>,
     /// ACL user name for every target that sets none of its own.
     #[arg(long = "redis.user", env = "REDIS_USER")]
@@ -251,11 +260,17 @@ impl Config {
                     std::process::exit(0);
                 }
                 let msg = e.to_string();
-                let first = msg.lines().next().unwrap_or("invalid arguments").to_string();
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .to_string();
                 return Err(err("command line", first.trim_start_matches("error: ")));
             }
         };
-        let env_password = std::env::var("REDIS_PASSWORD").ok().filter(|p| !p.is_empty());
+        let env_password = std::env::var("REDIS_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
         Config::from_flags(flags, env_password)
     }
 
@@ -263,24 +278,38 @@ impl Config {
         let file = match &flags.config_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    err("config.file", format!("cannot read {}: {e}", path.display()))
+                    err(
+                        "config.file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 parse_file(&text)?
             }
             None => FileConfig::default(),
         };
 
-        let dur = |flag: Option<Duration>, file: &Option<String>, key: &str, default: Duration| {
-            match (flag, file) {
+        let dur =
+            |flag: Option<Duration>, file: &Option<String>, key: &str, default: Duration| match (
+                flag, file,
+            ) {
                 (Some(d), _) => Ok(d),
                 (None, Some(s)) => humantime::parse_duration(s)
                     .map_err(|e| err(key, format!("invalid duration {s:?}: {e}"))),
                 (None, None) => Ok(default),
-            }
-        };
+            };
         let poll = PollSettings {
-            interval: dur(flags.poll_interval, &file.poll.interval, "poll.interval", DEFAULT_POLL_INTERVAL)?,
-            timeout: dur(flags.poll_timeout, &file.poll.timeout, "poll.timeout", DEFAULT_POLL_TIMEOUT)?,
+            interval: dur(
+                flags.poll_interval,
+                &file.poll.interval,
+                "poll.interval",
+                DEFAULT_POLL_INTERVAL,
+            )?,
+            timeout: dur(
+                flags.poll_timeout,
+                &file.poll.timeout,
+                "poll.timeout",
+                DEFAULT_POLL_TIMEOUT,
+            )?,
             concurrency: flags
                 .poll_concurrency
                 .or(file.poll.concurrency)
@@ -291,10 +320,18 @@ impl Config {
                 "poll.config-refresh",
                 DEFAULT_CONFIG_REFRESH,
             )?,
-            max_backoff: dur(flags.poll_max_backoff, &file.poll.max_backoff, "poll.max-backoff", DEFAULT_MAX_BACKOFF)?,
+            max_backoff: dur(
+                flags.poll_max_backoff,
+                &file.poll.max_backoff,
+                "poll.max-backoff",
+                DEFAULT_MAX_BACKOFF,
+            )?,
         };
         if poll.interval < MIN_INTERVAL {
-            return Err(err("poll.interval", format!("must be at least {MIN_INTERVAL:?}")));
+            return Err(err(
+                "poll.interval",
+                format!("must be at least {MIN_INTERVAL:?}"),
+            ));
         }
         if poll.timeout.is_zero() {
             return Err(err("poll.timeout", "must be greater than 0"));
@@ -304,7 +341,10 @@ impl Config {
             return Err(err("poll.timeout", "must not exceed poll.interval"));
         }
         if poll.concurrency == 0 || poll.concurrency > MAX_CONCURRENCY {
-            return Err(err("poll.concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+            return Err(err(
+                "poll.concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
         }
         if poll.max_backoff < poll.interval {
             return Err(err("poll.max-backoff", "must be at least poll.interval"));
@@ -316,11 +356,22 @@ impl Config {
             DEFAULT_HIT_RATIO_WINDOW,
         )?;
         if hit_ratio_window < poll.interval {
-            return Err(err("signals.hit-ratio-window", "must be at least poll.interval"));
+            return Err(err(
+                "signals.hit-ratio-window",
+                "must be at least poll.interval",
+            ));
         }
-        let lag_history = dur(flags.signals_lag_history, &file.signals.lag_history, "signals.lag-history", DEFAULT_LAG_HISTORY)?;
+        let lag_history = dur(
+            flags.signals_lag_history,
+            &file.signals.lag_history,
+            "signals.lag-history",
+            DEFAULT_LAG_HISTORY,
+        )?;
         if lag_history < poll.interval * 2 {
-            return Err(err("signals.lag-history", "must be at least twice poll.interval"));
+            return Err(err(
+                "signals.lag-history",
+                "must be at least twice poll.interval",
+            ));
         }
         let cluster_refresh = dur(
             flags.cluster_refresh_interval,
@@ -329,7 +380,10 @@ impl Config {
             DEFAULT_CLUSTER_REFRESH,
         )?;
         if cluster_refresh < MIN_INTERVAL {
-            return Err(err("cluster.refresh-interval", format!("must be at least {MIN_INTERVAL:?}")));
+            return Err(err(
+                "cluster.refresh-interval",
+                format!("must be at least {MIN_INTERVAL:?}"),
+            ));
         }
 
         let listen_address = flags
@@ -342,10 +396,16 @@ impl Config {
             .or(file.web.telemetry_path)
             .unwrap_or_else(|| "/metrics".to_string());
         if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
-            return Err(err("web.telemetry-path", "must start with / and not be / itself"));
+            return Err(err(
+                "web.telemetry-path",
+                "must start with / and not be / itself",
+            ));
         }
         if ["/-/healthy", "/-/ready", "/sd", "/scrape"].contains(&telemetry_path.as_str()) {
-            return Err(err("web.telemetry-path", "collides with a built-in endpoint"));
+            return Err(err(
+                "web.telemetry-path",
+                "collides with a built-in endpoint",
+            ));
         }
         let log_level = flags
             .log_level
@@ -353,7 +413,10 @@ impl Config {
             .unwrap_or_else(|| "info".to_string())
             .to_ascii_lowercase();
         if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
-            return Err(err("log.level", "must be one of trace, debug, info, warn, error"));
+            return Err(err(
+                "log.level",
+                "must be one of trace, debug, info, warn, error",
+            ));
         }
         let log_format = match flags.log_format.or(file.log.format).as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -363,17 +426,28 @@ impl Config {
 
         // Defaults shared by every target.
         let default_user = flags.redis_user.or(file.redis.user);
-        let default_password = match (&flags.redis_password_file, env_password, &file.redis.password_file, &file.redis.password) {
+        let default_password = match (
+            &flags.redis_password_file,
+            env_password,
+            &file.redis.password_file,
+            &file.redis.password,
+        ) {
             (Some(path), _, _, _) => Some(read_password_file(path, "redis.password-file")?),
             (None, Some(pw), _, _) => Some(Secret::new(&pw)),
             (None, None, Some(path), _) => Some(read_password_file(path, "redis.password-file")?),
             (None, None, None, Some(pw)) => Some(Secret::new(pw)),
             _ => None,
         };
-        let default_config_command = flags.redis_config_command.or(file.redis.config_command).unwrap_or_else(|| "CONFIG".into());
+        let default_config_command = flags
+            .redis_config_command
+            .or(file.redis.config_command)
+            .unwrap_or_else(|| "CONFIG".into());
         validate_command_name(&default_config_command, "redis.config-command")?;
         let default_maxclients = flags.redis_maxclients.or(file.redis.maxclients);
-        let default_cluster = flags.redis_cluster.or(file.redis.cluster).unwrap_or_default();
+        let default_cluster = flags
+            .redis_cluster
+            .or(file.redis.cluster)
+            .unwrap_or_default();
         validate_label(&default_cluster, "redis.cluster")?;
 
         let mut targets = Vec::new();
@@ -404,7 +478,10 @@ impl Config {
             };
             let cluster = t.cluster.clone().unwrap_or_else(|| default_cluster.clone());
             validate_label(&cluster, &format!("{key}.cluster"))?;
-            let cmd = t.config_command.clone().unwrap_or_else(|| default_config_command.clone());
+            let cmd = t
+                .config_command
+                .clone()
+                .unwrap_or_else(|| default_config_command.clone());
             validate_command_name(&cmd, &format!("{key}.config-command"))?;
             targets.push(build_target(
                 &t.addr,
@@ -510,7 +587,10 @@ fn read_password_file(path: &PathBuf, key: &str) -> Result<Secret, ConfigError> 
 
 fn validate_command_name(name: &str, key: &str) -> Result<(), ConfigError> {
     if name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(err(key, "must be a command name without spaces (or empty to disable)"));
+        return Err(err(
+            key,
+            "must be a command name without spaces (or empty to disable)",
+        ));
     }
     Ok(())
 }
@@ -531,7 +611,9 @@ pub fn resolve_listen(addr: &str) -> Result<String, String> {
     };
     full.parse::<std::net::SocketAddr>()
         .map(|a| a.to_string())
-        .map_err(|_| format!("{addr:?} is not host:port with a numeric IP (e.g. :9121, 127.0.0.1:9121)"))
+        .map_err(|_| {
+            format!("{addr:?} is not host:port with a numeric IP (e.g. :9121, 127.0.0.1:9121)")
+        })
 }
 
 #[cfg(test)]
@@ -570,6 +652,9 @@ mod tests {
         assert!(e.message.contains("intervall"), "{e}");
         assert!(e.message.contains("line 2"), "{e}");
         let e = parse_file("[[targets]]\naddr = \"h:1\"\npassword = 5\n").unwrap_err();
-        assert!(e.message.contains("password") || e.message.contains("string"), "{e}");
+        assert!(
+            e.message.contains("password") || e.message.contains("string"),
+            "{e}"
+        );
     }
 }

@@ -71,7 +71,11 @@ impl Shared {
 
     /// Stops polling a node; its series leave the output at once.
     pub fn remove_node(&self, addr: &str) -> bool {
-        let entry = self.nodes.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        let entry = self
+            .nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
         match entry {
             Some(e) => {
                 tracing::info!(addr = %addr, "no longer polling node");
@@ -90,7 +94,10 @@ impl Shared {
     }
 
     pub fn knows(&self, addr: &str) -> bool {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).contains_key(addr)
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(addr)
     }
 
     /// Ready once every node known now has finished one poll.
@@ -184,7 +191,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 }
 
 /// Like [`run`], with the shared state created by the caller (tests read it).
-pub async fn run_shared(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn run_shared(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     for t in shared.config.targets.clone() {
         shared.add_node(t);
     }

@@ -87,7 +87,10 @@ impl History {
             && (run_changed
                 || c.uptime < self.uptime
                 || c.commands < self.commands
-                || self.hits.back().is_some_and(|p| c.hits < p.hits || c.misses < p.misses));
+                || self
+                    .hits
+                    .back()
+                    .is_some_and(|p| c.hits < p.hits || c.misses < p.misses));
         self.run_id.clone_from(&c.run_id);
         self.uptime = c.uptime;
         self.commands = c.commands;
@@ -258,7 +261,12 @@ mod tests {
         assert_eq!(h.hit_ratio(60.0), Some(0.9));
         // Idle: no lookups in the window -> absent, not 0 or NaN.
         for i in 2..20 {
-            h.record(i as f64 * 5.0, &counters("a", 105 + i * 5, 1100 + i * 10, 590, 510), 60.0, 600.0);
+            h.record(
+                i as f64 * 5.0,
+                &counters("a", 105 + i * 5, 1100 + i * 10, 590, 510),
+                60.0,
+                600.0,
+            );
         }
         assert_eq!(h.hit_ratio(60.0), None);
         // History is pruned to the window plus a baseline.
@@ -355,7 +363,11 @@ mod tests {
         let h = [s(0.0, 0), s(20.0, 2000)];
         assert_eq!(lag_seconds(&h, 1000, 20.0), Some(10.0));
         assert_eq!(lag_seconds(&[], 0, 1.0), None);
-        assert_eq!(lag_seconds(&[s(5.0, 1)], 0, 1.0), None, "no sample before observation");
+        assert_eq!(
+            lag_seconds(&[s(5.0, 1)], 0, 1.0),
+            None,
+            "no sample before observation"
+        );
     }
 
     #[test]

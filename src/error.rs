@@ -128,7 +128,10 @@ impl PollError {
             detail.truncate(end);
         }
         // Control characters from a server could forge log lines.
-        let detail = detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let detail = detail
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         PollError { reason, detail }
     }
 

@@ -283,7 +283,11 @@ pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
 fn node_self_metrics(out: &mut Out, v: &NodeView, base: &[(&str, &str); 2]) {
     out.push(F::Polls, base, v.polls_total as f64);
     for (reason, count) in &v.errors_total {
-        out.push(F::PollErrors, &[base[0], base[1], ("reason", reason.as_str())], *count as f64);
+        out.push(
+            F::PollErrors,
+            &[base[0], base[1], ("reason", reason.as_str())],
+            *count as f64,
+        );
     }
     out.push(F::ConnectionsOpened, base, v.connections_opened as f64);
     if let Some(d) = v.last_poll_duration {
@@ -356,9 +360,17 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
             base[1],
             ("role", info.get("role").unwrap_or("")),
             ("redis_version", info.get("redis_version").unwrap_or("")),
-            ("redis_mode", info.get("redis_mode").or(info.get("server_mode")).unwrap_or("")),
+            (
+                "redis_mode",
+                info.get("redis_mode")
+                    .or(info.get("server_mode"))
+                    .unwrap_or(""),
+            ),
             ("run_id", info.get("run_id").unwrap_or("")),
-            ("maxmemory_policy", info.get("maxmemory_policy").unwrap_or("")),
+            (
+                "maxmemory_policy",
+                info.get("maxmemory_policy").unwrap_or(""),
+            ),
             ("engine", engine),
             ("engine_version", engine_version),
         ],
@@ -395,13 +407,22 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
         }
     }
     for (err, count) in &info.errors {
-        out.push(F::Errors, &[base[0], base[1], ("err", err.as_str())], *count as f64);
+        out.push(
+            F::Errors,
+            &[base[0], base[1], ("err", err.as_str())],
+            *count as f64,
+        );
     }
     for l in &info.latencies {
         for (q, usec) in &l.percentiles {
             out.push(
                 F::Latency,
-                &[base[0], base[1], ("cmd", l.cmd.as_str()), ("percentile", q.as_str())],
+                &[
+                    base[0],
+                    base[1],
+                    ("cmd", l.cmd.as_str()),
+                    ("percentile", q.as_str()),
+                ],
                 usec / 1e6,
             );
         }
@@ -441,7 +462,10 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
                 out.push(F::SlaveReplOffset, base, v);
             }
             if !link_up {
-                if let Some(v) = info.f64("master_link_down_since_seconds").filter(|v| *v >= 0.0) {
+                if let Some(v) = info
+                    .f64("master_link_down_since_seconds")
+                    .filter(|v| *v >= 0.0)
+                {
                     out.push(F::MasterLinkDownSince, base, v);
                 }
             }
@@ -460,10 +484,18 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
         out.push(F::ClusterCurrentEpoch, base, ci.current_epoch as f64);
         out.push(F::ClusterMyEpoch, base, ci.my_epoch as f64);
         for (t, n) in &ci.messages_sent {
-            out.push(F::ClusterMsgSent, &[base[0], base[1], ("type", t.as_str())], *n as f64);
+            out.push(
+                F::ClusterMsgSent,
+                &[base[0], base[1], ("type", t.as_str())],
+                *n as f64,
+            );
         }
         for (t, n) in &ci.messages_received {
-            out.push(F::ClusterMsgReceived, &[base[0], base[1], ("type", t.as_str())], *n as f64);
+            out.push(
+                F::ClusterMsgReceived,
+                &[base[0], base[1], ("type", t.as_str())],
+                *n as f64,
+            );
         }
     }
 }
@@ -509,7 +541,10 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
             continue;
         };
         let replid = mobs.info.get("master_replid").unwrap_or("");
-        let polled = replicas_by_replid.get(replid).map(Vec::as_slice).unwrap_or(&[]);
+        let polled = replicas_by_replid
+            .get(replid)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let history_ok = m.offsets.0 == replid;
         for line in &mobs.info.replicas {
             let line_addr = line.addr();
@@ -526,7 +561,9 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
                         .collect();
                     (same_port.len() == 1).then(|| same_port[0])
                 });
-            let addr = replica.map(|r| r.node.target.addr.clone()).unwrap_or(line_addr);
+            let addr = replica
+                .map(|r| r.node.target.addr.clone())
+                .unwrap_or(line_addr);
             if ctx.only_addr.as_deref().is_some_and(|a| a != addr) {
                 continue;
             }
@@ -538,7 +575,11 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
                 ("cluster", cluster),
                 ("master_addr", m.node.target.addr.as_str()),
             ];
-            out.push(F::ReplLagBytes, &labels, derive::lag_bytes(master_offset, line.offset) as f64);
+            out.push(
+                F::ReplLagBytes,
+                &labels,
+                derive::lag_bytes(master_offset, line.offset) as f64,
+            );
 
             if !history_ok {
                 continue;
@@ -569,4 +610,20 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
 
 fn port_of(addr: &str) -> Option<u16> {
     addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// The series one observation yields on its own (no history, no peers):
+/// what fixture tests pin down for every INFO sample.
+pub fn render_observation(obs: &Observation, addr: &str, cluster: &str) -> String {
+    let mut out = Out::default();
+    let base = [("addr", addr), ("cluster", cluster)];
+    out.push(F::Up, &base, 1.0);
+    node_metrics(&mut out, obs, &base);
+    if let Some(r) = derive::clients_saturation(&obs.info, obs.maxclients) {
+        out.push(F::ClientsSaturation, &base, r);
+    }
+    if let Some(r) = derive::memory_used_ratio(&obs.info) {
+        out.push(F::MemoryUsedRatio, &base, r);
+    }
+    out.encode()
 }

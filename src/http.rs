@@ -71,7 +71,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -83,8 +87,13 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
-        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET and HEAD\n",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let path = req.uri().path();
@@ -93,16 +102,28 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         respond(StatusCode::OK, TEXT_FORMAT, shared.render(None))
     } else {
         match path {
-            "/" => respond(StatusCode::OK, "text/html; charset=utf-8", shared.landing_page()),
+            "/" => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                shared.landing_page(),
+            ),
             "/-/healthy" => respond(StatusCode::OK, "text/plain", "OK\n"),
             "/-/ready" => {
                 if shared.ready() {
                     respond(StatusCode::OK, "text/plain", "ready\n")
                 } else {
-                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not every node has been polled yet\n")
+                    respond(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "not every node has been polled yet\n",
+                    )
                 }
             }
-            "/sd" => respond(StatusCode::OK, "application/json", shared.service_discovery()),
+            "/sd" => respond(
+                StatusCode::OK,
+                "application/json",
+                shared.service_discovery(),
+            ),
             "/scrape" => scrape(shared, query),
             _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
@@ -121,7 +142,11 @@ fn scrape(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
         .find(|(k, _)| k == "target")
         .map(|(_, v)| v.into_owned());
     let Some(target) = target else {
-        return respond(StatusCode::BAD_REQUEST, "text/plain", "missing ?target=host:port\n");
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "missing ?target=host:port\n",
+        );
     };
     // Accept the forms Prometheus relabelling produces: host:port or a URL.
     let addr = match crate::target::parse_addr(&target) {

@@ -129,7 +129,8 @@ pub fn parse_info(text: &str) -> Info {
         }
         if let Some(section) = line.strip_prefix('#') {
             if info.sections.len() < MAX_ENTRIES {
-                info.sections.push(truncate(section.trim(), MAX_KEY_LEN).to_string());
+                info.sections
+                    .push(truncate(section.trim(), MAX_KEY_LEN).to_string());
             }
             continue;
         }
@@ -285,11 +286,18 @@ mod tests {
         assert_eq!(info.commands[0].failed_calls, Some(1));
         assert_eq!(info.commands[1].rejected_calls, None);
         assert_eq!(info.errors, vec![("OOM".to_string(), 7)]);
-        assert_eq!(info.latencies[0].percentiles[2], ("99.9".to_string(), 8.015));
+        assert_eq!(
+            info.latencies[0].percentiles[2],
+            ("99.9".to_string(), 8.015)
+        );
         assert_eq!(info.keyspace[0].keys, 70);
         assert_eq!(info.keyspace[0].avg_ttl_ms, 3576599);
         assert!(info.has_section("keyspace"));
-        assert_eq!(info.get("slave0"), None, "structured lines stay out of fields");
+        assert_eq!(
+            info.get("slave0"),
+            None,
+            "structured lines stay out of fields"
+        );
     }
 
     #[test]

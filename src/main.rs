@@ -12,7 +12,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     logging::init(&cfg.log_level, cfg.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("redis-vitals: cannot start the runtime: {e}");
@@ -43,7 +46,10 @@ fn main() -> std::process::ExitCode {
 /// SIGTERM (service managers) or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -115,7 +115,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 let counters = Counters::from_info(&obs.info);
                 let at = ctx.clock.secs(obs.at);
                 let mut st = node.status();
-                st.history.record(at, &counters, ctx.hit_window, ctx.lag_history);
+                st.history
+                    .record(at, &counters, ctx.hit_window, ctx.lag_history);
                 st.last = Some(Arc::new(obs));
                 st.last_error = None;
                 st.last_success = Some(Instant::now());
@@ -127,7 +128,10 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 // A broken conversation leaves the connection in an unknown
                 // state (a late reply would be read as the next one): drop
                 // it. Error replies on a healthy connection keep it.
-                if !matches!(e.reason, Reason::Denied | Reason::Loading | Reason::Busy | Reason::ServerError) {
+                if !matches!(
+                    e.reason,
+                    Reason::Denied | Reason::Loading | Reason::Busy | Reason::ServerError
+                ) {
                     conn = None;
                 }
                 failures = failures.saturating_add(1);
@@ -275,7 +279,10 @@ async fn poll_once(
 }
 
 fn detect(info: &Info) -> Capabilities {
-    let version = info.get("redis_version").map(parse_version).unwrap_or((0, 0));
+    let version = info
+        .get("redis_version")
+        .map(parse_version)
+        .unwrap_or((0, 0));
     let dragonfly = info.get("dragonfly_version").is_some();
     Capabilities {
         run_id: None,
@@ -307,8 +314,11 @@ async fn config_maxclients(
             return Ok(caps.config_maxclients);
         }
     }
-    let reply: Result<Vec<String>, redis::RedisError> =
-        redis::cmd(cmd_name).arg("GET").arg("maxclients").query_async(c).await;
+    let reply: Result<Vec<String>, redis::RedisError> = redis::cmd(cmd_name)
+        .arg("GET")
+        .arg("maxclients")
+        .query_async(c)
+        .await;
     match reply {
         Ok(pair) => {
             caps.config_fetched_at = Some(Instant::now());
@@ -342,9 +352,15 @@ mod tests {
         let max = Duration::from_secs(30);
         for _ in 0..100 {
             let b1 = backoff(i, max, 1);
-            assert!(b1 >= Duration::from_secs(4) && b1 <= Duration::from_secs(6), "{b1:?}");
+            assert!(
+                b1 >= Duration::from_secs(4) && b1 <= Duration::from_secs(6),
+                "{b1:?}"
+            );
             let b3 = backoff(i, max, 3);
-            assert!(b3 >= Duration::from_secs(16) && b3 <= Duration::from_secs(24), "{b3:?}");
+            assert!(
+                b3 >= Duration::from_secs(16) && b3 <= Duration::from_secs(24),
+                "{b3:?}"
+            );
             let b = backoff(i, max, 1000);
             assert!(b <= Duration::from_secs(36), "{b:?}");
         }

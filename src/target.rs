@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(a.db, 2);
         assert_eq!(a.user.as_deref(), Some("alice"));
         assert_eq!(a.password.as_ref().unwrap().expose(), "s3cr@t");
-        assert_eq!(format!("{:?}", a).contains("s3cr"), false);
+        assert!(!format!("{:?}", a).contains("s3cr"));
 
         let b = parse_addr("localhost:7000").unwrap();
         assert_eq!(b.addr, "localhost:7000");

@@ -316,3 +316,24 @@ fn cluster_settles_after_master_failover_and_rejoin() {
         t.elapsed()
     );
 }
+
+#[test]
+fn password_protected_cluster_forms() {
+    let c = RedisCluster::start_with_args(3, 1, &["--requirepass", "cpw", "--masterauth", "cpw"]);
+    assert_eq!(c.replicas().len(), 3);
+    let out = c.nodes[0].cli(&["-c", "SET", "{a}k", "v"]);
+    assert_eq!(out, "OK");
+    assert_eq!(c.nodes[1].cli(&["-c", "GET", "{a}k"]), "v");
+}
+
+#[test]
+fn a_bad_argument_fails_fast_with_redis_own_explanation() {
+    let t = Instant::now();
+    let err = std::panic::catch_unwind(|| RedisServer::start(&["--no-such-option", "x"]))
+        .err()
+        .expect("start must panic");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("exited during startup"), "{msg}");
+    assert!(msg.contains("no-such-option"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}

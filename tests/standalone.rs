@@ -1,0 +1,296 @@
+//! The core daemon against real redis-server processes: values match INFO,
+//! replicas, the down/up cycle, hung nodes, connection reuse, readiness.
+
+mod common;
+mod daemon_harness;
+
+use std::time::Duration;
+
+use common::{find_all, find_value, RedisServer};
+use daemon_harness::TestDaemon;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn info_u64(server: &RedisServer, section: &str, field: &str) -> u64 {
+    server
+        .info_field(section, field)
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn standalone_values_match_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, "s3cret-standalone\n").unwrap();
+    let redis = RedisServer::start(&[
+        "--requirepass",
+        "s3cret-standalone",
+        "--maxmemory",
+        "64mb",
+        "--maxclients",
+        "123",
+    ]);
+    for i in 0..25 {
+        redis.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    redis.cli(&["SET", "ttl-key", "v", "EX", "1000"]);
+    redis.cli(&["GET", "k1"]);
+    redis.cli(&["GET", "missing"]);
+    let _ = redis.cli_raw(&["INCR", "k1"]); // an error reply: WRONGTYPE-ish ERR
+
+    let d = TestDaemon::start(&[
+        "--redis.addr",
+        &redis.addr(),
+        "--redis.password-file",
+        pwfile.to_str().unwrap(),
+    ]);
+    let a = redis.addr();
+    let l = [("addr", a.as_str())];
+    d.wait_value(WAIT, "redis_up", &l, |v| v == 1.0);
+    let m = d.metrics();
+    assert_eq!(
+        find_value(&m, "redis_memory_max_bytes", &l),
+        Some(64.0 * 1024.0 * 1024.0)
+    );
+    assert_eq!(find_value(&m, "redis_config_maxclients", &l), Some(123.0));
+    assert_eq!(
+        find_value(&m, "redis_db_keys", &[("addr", &a), ("db", "db0")]),
+        Some(26.0)
+    );
+    assert_eq!(
+        find_value(&m, "redis_db_keys_expiring", &[("addr", &a), ("db", "db0")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        find_value(&m, "redis_commands_total", &[("addr", &a), ("cmd", "set")]),
+        Some(26.0)
+    );
+    assert_eq!(
+        find_value(&m, "redis_keyspace_hits_total", &l),
+        Some(info_u64(&redis, "stats", "keyspace_hits") as f64)
+    );
+    assert_eq!(find_value(&m, "redis_keyspace_misses_total", &l), Some(1.0));
+    assert!(find_value(&m, "redis_errors_total", &[("addr", &a), ("err", "ERR")]).unwrap() >= 1.0);
+    let info = find_all(&m, "redis_instance_info", &l);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].label("role"), Some("master"));
+    assert_eq!(
+        info[0].label("redis_version"),
+        redis.info_field("server", "redis_version").as_deref()
+    );
+    assert_eq!(
+        info[0].label("run_id"),
+        redis.info_field("server", "run_id").as_deref()
+    );
+    assert_eq!(info[0].label("maxmemory_policy"), Some("noeviction"));
+    assert_eq!(info[0].label("engine"), Some("redis"));
+    // Memory against INFO, read after our scrape: same order of magnitude and
+    // both well above an empty server.
+    let used = find_value(&m, "redis_memory_used_bytes", &l).unwrap();
+    assert!(used > 500_000.0, "{used}");
+    assert!(find_value(&m, "redis_uptime_in_seconds", &l).is_some());
+    assert!(find_value(&m, "redis_cpu_user_seconds_total", &l).is_some());
+    assert!(find_value(&m, "redis_vitals_last_success_age_seconds", &l).unwrap() < 5.0);
+    assert_eq!(d.get("/-/ready").0, 200);
+    assert_eq!(d.get("/-/healthy").0, 200);
+}
+
+#[test]
+fn primary_and_replica_with_acl_user() {
+    // The master takes a password, the replica an ACL user with one.
+    let master = RedisServer::start(&["--requirepass", "masterpw"]);
+    let mut replica = common::start_replica_of(&master, &[]);
+    replica.cli(&[
+        "ACL",
+        "SETUSER",
+        "vitals",
+        "on",
+        ">replicapw",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    replica.set_cli_auth(Some("vitals"), Some("replicapw"));
+    // With the default user off, only the ACL user can get in.
+    replica.cli(&["ACL", "SETUSER", "default", "off"]);
+    let d = TestDaemon::start(&[
+        "--config.file",
+        &write_config(&format!(
+            "[[targets]]\naddr = \"redis://:masterpw@{}\"\n\n[[targets]]\naddr = \"redis://vitals@{}\"\npassword = \"replicapw\"\n",
+            master.addr(),
+            replica.addr()
+        )),
+    ]);
+    let ma = master.addr();
+    let ra = replica.addr();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ma)], |v| v == 1.0);
+    d.wait_value(WAIT, "redis_up", &[("addr", &ra)], |v| v == 1.0);
+    let m = d.metrics();
+    assert_eq!(
+        find_value(&m, "redis_connected_slaves", &[("addr", &ma)]),
+        Some(1.0)
+    );
+    let port = replica.port.to_string();
+    let lines = find_all(
+        &m,
+        "redis_connected_slave_offset_bytes",
+        &[("addr", &ma), ("slave_port", &port)],
+    );
+    assert_eq!(lines.len(), 1, "one slave line for the replica");
+    assert_eq!(lines[0].label("slave_state"), Some("online"));
+    assert_eq!(
+        find_value(&m, "redis_master_link_up", &[("addr", &ra)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        find_all(&m, "redis_instance_info", &[("addr", &ra)])[0].label("role"),
+        Some("slave")
+    );
+    assert!(find_value(&m, "redis_slave_repl_offset", &[("addr", &ra)]).is_some());
+    assert!(find_value(&m, "redis_master_link_down_since_seconds", &[("addr", &ra)]).is_none());
+    // A master never shows replica-side series.
+    assert!(find_value(&m, "redis_master_link_up", &[("addr", &ma)]).is_none());
+}
+
+fn write_config(text: &str) -> String {
+    let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    let (_, path) = f.keep().unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn down_and_up_cycle() {
+    let mut redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+    let a = redis.addr();
+    let l = [("addr", a.as_str())];
+    d.wait_value(WAIT, "redis_up", &l, |v| v == 1.0);
+    redis.stop();
+    d.wait_value(WAIT, "redis_up", &l, |v| v == 0.0);
+    // No stale values presented as current while down.
+    let m = d.metrics();
+    assert!(find_value(&m, "redis_memory_used_bytes", &l).is_none());
+    assert!(find_value(&m, "redis_instance_info", &l).is_none());
+    assert!(
+        find_value(
+            &m,
+            "redis_vitals_poll_errors_total",
+            &[("addr", &a), ("reason", "connect")]
+        )
+        .is_some()
+            || find_value(
+                &m,
+                "redis_vitals_poll_errors_total",
+                &[("addr", &a), ("reason", "io")]
+            )
+            .is_some()
+    );
+    redis.restart();
+    d.wait_value(WAIT, "redis_up", &l, |v| v == 1.0);
+    let m = d.metrics();
+    assert!(find_value(&m, "redis_memory_used_bytes", &l).is_some());
+    assert_eq!(
+        find_value(&m, "redis_vitals_connections_opened_total", &l),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn hung_node_is_down_within_timeout_and_others_stay_fresh() {
+    let hung = RedisServer::start(&[]);
+    let healthy = RedisServer::start(&[]);
+    let d = TestDaemon::start(&[
+        "--redis.addr",
+        &hung.addr(),
+        "--redis.addr",
+        &healthy.addr(),
+    ]);
+    let ha = hung.addr();
+    let ok = healthy.addr();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ha)], |v| v == 1.0);
+    d.wait_value(WAIT, "redis_up", &[("addr", &ok)], |v| v == 1.0);
+    hung.pause();
+    let started = std::time::Instant::now();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ha)], |v| v == 0.0);
+    // One interval to reach the next poll plus its timeout, with slack for
+    // a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    // While the hung node keeps timing out, the healthy node stays fresh.
+    for _ in 0..5 {
+        let m = d.metrics();
+        let age = find_value(
+            &m,
+            "redis_vitals_last_success_age_seconds",
+            &[("addr", &ok)],
+        )
+        .unwrap();
+        assert!(
+            age < 1.5,
+            "healthy node's snapshot is {age}s old while another node hangs"
+        );
+        assert_eq!(find_value(&m, "redis_up", &[("addr", &ok)]), Some(1.0));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let m = d.metrics();
+    assert!(
+        find_value(
+            &m,
+            "redis_vitals_poll_errors_total",
+            &[("addr", &ha), ("reason", "timeout")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    hung.resume();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ha)], |v| v == 1.0);
+}
+
+#[test]
+fn steady_state_reuses_one_connection() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+    let a = redis.addr();
+    let l = [("addr", a.as_str())];
+    d.wait_value(WAIT, "redis_vitals_polls_total", &l, |v| v >= 2.0);
+    let before = info_u64(&redis, "stats", "total_connections_received");
+    let polls_before = find_value(&d.metrics(), "redis_vitals_polls_total", &l).unwrap();
+    d.wait_value(WAIT, "redis_vitals_polls_total", &l, |v| {
+        v >= polls_before + 5.0
+    });
+    let after = info_u64(&redis, "stats", "total_connections_received");
+    // Our own INFO probes via redis-cli add exactly one connection each.
+    assert_eq!(
+        after - before,
+        1,
+        "the exporter opened connections in steady state"
+    );
+    assert_eq!(
+        find_value(&d.metrics(), "redis_vitals_connections_opened_total", &l),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn readiness_waits_for_every_node() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr(), "--redis.addr", "127.0.0.1:1"]);
+    common::wait_until(WAIT, "ready", || (d.get("/-/ready").0 == 200).then_some(()));
+    let (status, page) = d.get("/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&redis.addr()) && page.contains("127.0.0.1:1"),
+        "{page}"
+    );
+    assert!(page.contains("down"), "{page}");
+    // Only GET and HEAD are served.
+    let (status, _, _) = common::http_request(d.addr, "POST", "/metrics", &[]);
+    assert_eq!(status, 405);
+    assert_eq!(d.get("/nope").0, 404);
+}
