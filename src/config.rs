@@ -35,8 +35,10 @@ pub const DEFAULT_HIT_RATIO_WINDOW: Duration = Duration::from_secs(60);
 /// How far back the master-offset history reaches for lag in seconds; a
 /// replica further behind is reported as "at least" this much.
 pub const DEFAULT_LAG_HISTORY: Duration = Duration::from_secs(600);
-/// How often a Redis Cluster's node list is re-read from its nodes.
-pub const DEFAULT_CLUSTER_REFRESH: Duration = Duration::from_secs(30);
+/// How often each cluster node's CLUSTER NODES view is re-read when no
+/// topology signal (epoch, membership, role or slot-health change) forced it
+/// sooner: bounds how late a replica's pfail/fail flag or a link state shows.
+pub const DEFAULT_CLUSTER_REFRESH: Duration = Duration::from_secs(15);
 pub const DEFAULT_LISTEN: &str = ":9121";
 pub const DEFAULT_TARGET: &str = "redis://localhost:6379";
 

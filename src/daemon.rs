@@ -34,6 +34,8 @@ pub struct Shared {
     pub clock: Clock,
     ctx: Arc<PollContext>,
     nodes: RwLock<BTreeMap<String, NodeEntry>>,
+    /// The latest merged Redis Cluster topology (see topology.rs).
+    topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
 }
 
 impl Shared {
@@ -45,12 +47,15 @@ impl Shared {
             lag_history: config.lag_history.as_secs_f64(),
             permits: Arc::new(Semaphore::new(config.poll.concurrency)),
             clock,
+            cluster_refresh: config.cluster_refresh,
+            topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         });
         Arc::new(Shared {
             config,
             clock,
             ctx,
             nodes: RwLock::new(BTreeMap::new()),
+            topology: RwLock::new(Arc::new(Vec::new())),
         })
     }
 
@@ -93,6 +98,25 @@ impl Shared {
         nodes.values().map(|e| e.state.clone()).collect()
     }
 
+    pub fn set_topology(&self, t: Vec<crate::topology::TopoNode>) {
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+    }
+
+    pub fn topology(&self) -> Arc<Vec<crate::topology::TopoNode>> {
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The shard label of a cluster node.
+    pub fn shard_of(&self, addr: &str) -> Option<String> {
+        self.topology()
+            .iter()
+            .find(|n| n.addr == addr)
+            .map(|n| n.shard.clone())
+    }
+
     pub fn knows(&self, addr: &str) -> bool {
         self.nodes
             .read()
@@ -111,6 +135,7 @@ impl Shared {
             hit_window: self.config.hit_ratio_window.as_secs_f64(),
             poll_interval: self.config.poll.interval.as_secs_f64(),
             only_addr,
+            topology: self.topology(),
         };
         exposition::render(&self.nodes(), &ctx)
     }
@@ -122,6 +147,7 @@ impl Shared {
             .iter()
             .map(|n| {
                 let st = n.status();
+                let cluster = st.cluster.to_string();
                 let role = st
                     .last
                     .as_ref()
@@ -131,9 +157,9 @@ impl Shared {
                     .to_string();
                 drop(st);
                 let mut labels = serde_json::Map::new();
-                labels.insert("cluster".into(), n.target.cluster.clone().into());
+                labels.insert("cluster".into(), cluster.into());
                 labels.insert("role".into(), role.into());
-                if let Some(shard) = crate::topology::shard_of(self, &n.target.addr) {
+                if let Some(shard) = self.shard_of(&n.target.addr) {
                     labels.insert("shard".into(), shard.into());
                 }
                 serde_json::json!({ "targets": [n.target.addr], "labels": labels })
@@ -155,7 +181,7 @@ impl Shared {
             rows.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 html_escape(&n.target.addr),
-                html_escape(&n.target.cluster),
+                html_escape(&st.cluster),
                 state,
                 html_escape(&detail)
             ));

@@ -210,11 +210,14 @@ pub struct RenderContext {
     pub poll_interval: f64,
     /// Only this node's series (`/scrape?target=`), or all.
     pub only_addr: Option<String>,
+    pub topology: Arc<Vec<crate::topology::TopoNode>>,
 }
 
 /// A consistent copy of one node's state, taken under its lock.
 pub struct NodeView {
     pub node: Arc<NodeState>,
+    /// The `cluster` label (see NodeStatus::cluster).
+    pub cluster: Arc<str>,
     pub last: Option<Arc<Observation>>,
     pub hit_ratio: Option<f64>,
     pub offsets: (String, Vec<derive::OffsetSample>),
@@ -233,6 +236,7 @@ pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
             let (replid, offsets) = st.history.offsets();
             NodeView {
                 node: n.clone(),
+                cluster: st.cluster.clone(),
                 last: st.last.clone(),
                 hit_ratio: st.history.hit_ratio(hit_window),
                 offsets: (replid.to_string(), offsets),
@@ -259,7 +263,7 @@ pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
         if ctx.only_addr.as_deref().is_some_and(|a| a != t.addr) {
             continue;
         }
-        let base = [("addr", t.addr.as_str()), ("cluster", t.cluster.as_str())];
+        let base = [("addr", t.addr.as_str()), ("cluster", &*v.cluster)];
         node_self_metrics(&mut out, v, &base);
         out.push(F::Up, &base, if v.last.is_some() { 1.0 } else { 0.0 });
         if let Some(obs) = &v.last {
@@ -276,7 +280,7 @@ pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
         }
     }
     replication_lag(&mut out, &views, ctx);
-    crate::topology::render(&mut out, &views, ctx.only_addr.as_deref());
+    crate::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
     out.encode()
 }
 
@@ -567,9 +571,7 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
             if ctx.only_addr.as_deref().is_some_and(|a| a != addr) {
                 continue;
             }
-            let cluster = replica
-                .map(|r| r.node.target.cluster.as_str())
-                .unwrap_or(m.node.target.cluster.as_str());
+            let cluster = replica.map(|r| &*r.cluster).unwrap_or(&*m.cluster);
             let labels = [
                 ("addr", addr.as_str()),
                 ("cluster", cluster),

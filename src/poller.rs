@@ -6,6 +6,7 @@
 //! failed connection is retried with capped, jittered backoff, and the only
 //! thing shared between pollers is the concurrency cap.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,12 @@ pub struct PollContext {
     pub lag_history: f64,
     pub permits: Arc<Semaphore>,
     pub clock: crate::clock::Clock,
+    /// Re-read CLUSTER NODES at least this often on every cluster node.
+    pub cluster_refresh: Duration,
+    /// Bumped on any topology signal (epoch or membership change, a role
+    /// change, a cluster node that stops answering); every cluster node
+    /// re-reads CLUSTER NODES at its next poll when it moved.
+    pub topology_gen: Arc<AtomicU64>,
 }
 
 /// Sections asked from servers that accept several (Redis/Valkey 7.0+):
@@ -64,6 +71,17 @@ struct Capabilities {
     cluster_enabled: bool,
 }
 
+/// What the previous polls of a cluster node saw, to tell topology signals
+/// and to reuse the last CLUSTER NODES view between refreshes.
+#[derive(Debug, Default)]
+struct ClusterMemory {
+    /// (current_epoch, known_nodes, size, state_ok, slots_pfail, slots_fail, role)
+    fingerprint: Option<(u64, u64, u64, bool, u64, u64, String)>,
+    nodes: Option<Arc<Vec<cluster_parse::NodeLine>>>,
+    fetched_at: Option<Instant>,
+    seen_gen: u64,
+}
+
 /// Runs the poll loop of one node until `stop` turns true.
 pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::Receiver<bool>) {
     let interval = ctx.poll.interval;
@@ -75,6 +93,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let mut next = tokio::time::Instant::now() + first_delay;
     let mut conn: Option<MultiplexedConnection> = None;
     let mut caps = Capabilities::default();
+    let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
     let mut first = true;
 
@@ -93,7 +112,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         let started = Instant::now();
         let result = tokio::time::timeout(
             ctx.poll.timeout,
-            poll_once(&node, &mut conn, &mut caps, ctx.poll.config_refresh),
+            poll_once(&node, &mut conn, &mut caps, &mut cluster, &ctx),
         )
         .await
         .unwrap_or_else(|_| {
@@ -139,6 +158,12 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     tracing::warn!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, "poll failed; node marked down");
                 } else {
                     tracing::debug!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, failures, "poll failed again");
+                }
+                if failures == 1 && caps.cluster_enabled {
+                    // A cluster node that stops answering: its peers' views
+                    // are about to change; have them re-read soon.
+                    ctx.topology_gen.fetch_add(1, Ordering::Relaxed);
+                    cluster.nodes = None;
                 }
                 let mut st = node.status();
                 st.last = None;
@@ -203,8 +228,10 @@ async fn poll_once(
     node: &NodeState,
     conn: &mut Option<MultiplexedConnection>,
     caps: &mut Capabilities,
-    config_refresh: Duration,
+    cluster: &mut ClusterMemory,
+    ctx: &PollContext,
 ) -> Result<Observation, PollError> {
+    let config_refresh = ctx.poll.config_refresh;
     let target = &node.target;
     if conn.is_none() {
         let c = connect(target).await?;
@@ -257,15 +284,43 @@ async fn poll_once(
             .map_err(|e| PollError::from_redis(&e, false))?;
         let ci = cluster_parse::parse_cluster_info(&text)
             .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER INFO: {e}")))?;
-        let text: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(c)
-            .await
-            .map_err(|e| PollError::from_redis(&e, false))?;
-        let nodes = cluster_parse::parse_cluster_nodes(&text)
-            .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
-        (Some(ci), Some(nodes))
+        let role = info.get("role").unwrap_or("").to_string();
+        let fingerprint = Some((
+            ci.current_epoch,
+            ci.known_nodes,
+            ci.size,
+            ci.state_ok,
+            ci.slots_pfail,
+            ci.slots_fail,
+            role,
+        ));
+        if cluster.fingerprint.is_some() && cluster.fingerprint != fingerprint {
+            // Epoch, membership, role or slot health moved: a topology
+            // signal for every node of the cluster.
+            ctx.topology_gen.fetch_add(1, Ordering::Relaxed);
+        }
+        cluster.fingerprint = fingerprint;
+        let generation = ctx.topology_gen.load(Ordering::Relaxed);
+        let due = cluster.nodes.is_none()
+            || cluster.seen_gen != generation
+            || cluster
+                .fetched_at
+                .is_none_or(|at| at.elapsed() >= ctx.cluster_refresh);
+        if due {
+            let text: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(c)
+                .await
+                .map_err(|e| PollError::from_redis(&e, false))?;
+            let nodes = cluster_parse::parse_cluster_nodes(&text)
+                .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
+            cluster.nodes = Some(Arc::new(nodes));
+            cluster.fetched_at = Some(Instant::now());
+            cluster.seen_gen = generation;
+        }
+        (Some(ci), cluster.nodes.clone())
     } else {
+        *cluster = ClusterMemory::default();
         (None, None)
     };
 

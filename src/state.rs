@@ -24,8 +24,9 @@ pub struct Observation {
     /// the operator's override; `None` when none is known.
     pub maxclients: Option<u64>,
     pub cluster_info: Option<ClusterInfo>,
-    /// This node's view of the cluster (`CLUSTER NODES`).
-    pub cluster_nodes: Option<Vec<NodeLine>>,
+    /// This node's view of the cluster (`CLUSTER NODES`), re-read on
+    /// topology signals and every `cluster.refresh-interval`.
+    pub cluster_nodes: Option<Arc<Vec<NodeLine>>>,
 }
 
 /// The mutable part of a node's state.
@@ -44,6 +45,9 @@ pub struct NodeStatus {
     pub connections_opened: u64,
     /// Samples kept for windowed signals (hit ratio, offsets).
     pub history: History,
+    /// The `cluster` label. Starts as the configured name; cluster
+    /// discovery sets it for the nodes of a Redis Cluster.
+    pub cluster: Arc<str>,
 }
 
 /// A node the daemon polls.
@@ -55,9 +59,13 @@ pub struct NodeState {
 
 impl NodeState {
     pub fn new(target: Target) -> Self {
+        let status = NodeStatus {
+            cluster: Arc::from(target.cluster.as_str()),
+            ..NodeStatus::default()
+        };
         NodeState {
             target,
-            status: Mutex::new(NodeStatus::default()),
+            status: Mutex::new(status),
         }
     }
 

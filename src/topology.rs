@@ -1,22 +1,712 @@
-//! Redis Cluster topology: which nodes exist, their roles and shards, as the
-//! cluster itself reports them. Filled in by the cluster-discovery work.
+//! Redis Cluster topology and discovery.
+//!
+//! Every cluster node's poller brings back that node's `CLUSTER NODES` view
+//! (re-read on topology signals and every `cluster.refresh-interval`). This
+//! module merges those views, without any extra command or connection:
+//!
+//! * into groups (one per Redis Cluster: views that share node ids), each
+//!   with a name for the `cluster` label;
+//! * into one [`TopoNode`] per cluster node: role, shard, master, slots, and
+//!   the `fail`/`fail?`/link flags as the majority of its peers see them;
+//! * into membership changes: nodes to start polling (found in any view)
+//!   and discovered nodes to stop polling (no peer lists them any more).
+//!
+//! Why `CLUSTER NODES` and not `CLUSTER SHARDS`: the peer view needs each
+//! node's own opinion of the others' `fail?` flags and bus links, which only
+//! NODES carries, and NODES works on every version; one command serves both
+//! discovery and the peer view. The shard identity SHARDS offers from 7.2 on
+//! is replaced by one derived from slots that also works on 7.0 and older.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::cluster_parse::NodeLine;
 use crate::daemon::Shared;
-use crate::exposition::{NodeView, Out};
+use crate::exposition::{Out, F};
+use crate::target::{format_host_port, Endpoint, Target};
 
-/// Emits the per-node topology families of every cluster.
-pub fn render(_out: &mut Out, _views: &[NodeView], _only_addr: Option<&str>) {}
-
-/// The shard label of a node, when it belongs to a Redis Cluster.
-pub fn shard_of(_shared: &Shared, _addr: &str) -> Option<String> {
-    None
+/// One node of a Redis Cluster as the cluster sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopoNode {
+    pub addr: String,
+    pub cluster: String,
+    pub node_id: String,
+    /// `master` or `replica`.
+    pub role: &'static str,
+    /// Stable identity of the master+replicas group: the master's first
+    /// slot range (`0-5460`), which a failover hands to the new master
+    /// unchanged; `node-<id prefix>` for a master without slots.
+    pub shard: String,
+    /// Empty for masters.
+    pub master_addr: String,
+    pub slots: u32,
+    pub fail: bool,
+    pub pfail: bool,
+    /// `None` when no peer has an opinion (a one-node cluster).
+    pub link_up: Option<bool>,
 }
 
-/// Keeps the set of polled nodes in step with each cluster's membership.
-pub async fn discover(_shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let _ = stop.changed().await;
+/// One polled node, as the merge needs it.
+#[derive(Debug)]
+pub struct Member<'a> {
+    pub addr: &'a str,
+    /// Position among the configured targets; `None` for discovered nodes.
+    pub seed_order: Option<usize>,
+    pub configured_name: &'a str,
+    pub current_label: &'a str,
+    /// INFO `role` from the last successful poll; `None` while down.
+    pub role: Option<&'a str>,
+    /// CLUSTER NODES view from the last successful poll.
+    pub view: Option<&'a [NodeLine]>,
+}
+
+/// A Redis Cluster found in the views.
+#[derive(Debug, Default)]
+pub struct Group {
+    pub name: String,
+    /// Indexes into the members slice.
+    pub members: Vec<usize>,
+    pub nodes: Vec<TopoNode>,
+    /// Nodes any view lists, with where to reach them.
+    pub listed: Vec<(String, String, u16)>,
+    /// Discovered members that no other node of the group lists any more.
+    pub gone: Vec<usize>,
+}
+
+/// Merges the members' views into groups. Pure.
+pub fn build(members: &[Member]) -> Vec<Group> {
+    // Ids of the up members (their `myself` line), and of down members by
+    // their address in someone else's view.
+    let mut member_id: Vec<Option<String>> = members
+        .iter()
+        .map(|m| {
+            m.view
+                .and_then(|v| v.iter().find(|l| l.flags.myself))
+                .map(|l| l.id.clone())
+        })
+        .collect();
+    let mut addr_to_id: HashMap<String, String> = HashMap::new();
+    for m in members {
+        for line in m.view.unwrap_or(&[]) {
+            if let Some(a) = line.addr() {
+                addr_to_id.entry(a).or_insert_with(|| line.id.clone());
+            }
+        }
+    }
+    for (i, m) in members.iter().enumerate() {
+        // A node that never answered (a dead seed) still belongs where the
+        // others list its address.
+        if member_id[i].is_none() {
+            member_id[i] = addr_to_id.get(m.addr).cloned();
+        }
+    }
+
+    // Union-find over node ids: ids listed in one view belong together.
+    let mut uf = UnionFind::default();
+    for (i, m) in members.iter().enumerate() {
+        let (Some(view), Some(me)) = (m.view, &member_id[i]) else {
+            continue;
+        };
+        let a = uf.id(me);
+        for line in view.iter().filter(|l| listable(l)) {
+            let b = uf.id(&line.id);
+            uf.union(a, b);
+        }
+    }
+    for id in member_id.iter().flatten() {
+        uf.id(id);
+    }
+
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    for (i, id) in member_id.iter().enumerate() {
+        if let Some(id) = id {
+            let root = uf.find_id(id);
+            groups.entry(root).or_default().members.push(i);
+        }
+    }
+
+    let mut out = Vec::new();
+    for (_, mut g) in groups {
+        g.name = group_name(members, &g.members);
+        let id_to_member: HashMap<&str, usize> = g
+            .members
+            .iter()
+            .filter_map(|&i| member_id[i].as_deref().map(|id| (id, i)))
+            .collect();
+        // Every node id listed by an up member of this group, with the lines
+        // about it from the other nodes' views (peers) and its own line.
+        let mut lines_about: BTreeMap<&str, Vec<&NodeLine>> = BTreeMap::new();
+        let mut own_line: HashMap<&str, &NodeLine> = HashMap::new();
+        for &i in &g.members {
+            let Some(view) = members[i].view else {
+                continue;
+            };
+            for line in view.iter().filter(|l| listable(l)) {
+                if line.flags.myself {
+                    own_line.insert(line.id.as_str(), line);
+                } else {
+                    lines_about.entry(line.id.as_str()).or_default().push(line);
+                }
+            }
+        }
+        let has_peer_views = g.members.iter().any(|&i| members[i].view.is_some());
+        for &i in &g.members {
+            let m = &members[i];
+            let Some(id) = member_id[i].as_deref() else {
+                continue;
+            };
+            if m.seed_order.is_none() && has_peer_views && !lines_about.contains_key(id) {
+                // Listed by nobody but (maybe) itself: forgotten by the
+                // cluster. Only if some other member has a view at all.
+                let others = g
+                    .members
+                    .iter()
+                    .any(|&j| j != i && members[j].view.is_some());
+                if others {
+                    g.gone.push(i);
+                }
+            }
+        }
+
+        let all_ids: Vec<&str> = {
+            let mut ids: Vec<&str> = lines_about.keys().copied().collect();
+            for id in own_line.keys() {
+                if !lines_about.contains_key(id) {
+                    ids.push(id);
+                }
+            }
+            ids.sort_unstable();
+            ids
+        };
+        let mut addr_of: HashMap<&str, String> = HashMap::new();
+        for &id in &all_ids {
+            let addr = id_to_member
+                .get(id)
+                .map(|&i| members[i].addr.to_string())
+                .or_else(|| {
+                    lines_about
+                        .get(id)
+                        .and_then(|ls| ls.iter().find_map(|l| l.addr()))
+                })
+                .or_else(|| own_line.get(id).and_then(|l| l.addr()));
+            if let Some(a) = addr {
+                addr_of.insert(id, a);
+            }
+        }
+
+        let mut first_range: HashMap<&str, (u16, u16)> = HashMap::new();
+        let mut master_of: HashMap<&str, Option<String>> = HashMap::new();
+        for &id in &all_ids {
+            let Some(addr) = addr_of.get(id) else {
+                continue;
+            };
+            let peers: &[&NodeLine] = lines_about.get(id).map(Vec::as_slice).unwrap_or(&[]);
+            let own = own_line.get(id).copied();
+            let own_up = id_to_member.get(id).and_then(|&i| members[i].role);
+            // What the node says about itself wins while it answers; else
+            // the most recent opinion of its peers.
+            let authority = own.or_else(|| peers.iter().max_by_key(|l| l.config_epoch).copied());
+            let role = match own_up {
+                Some("master") => "master",
+                Some(_) => "replica",
+                None => {
+                    let masters = peers.iter().filter(|l| l.flags.master).count();
+                    if masters * 2 >= peers.len().max(1) {
+                        "master"
+                    } else {
+                        "replica"
+                    }
+                }
+            };
+            let master_id = if role == "replica" {
+                authority.and_then(|l| l.master_id.clone())
+            } else {
+                None
+            };
+            let slots = if role == "master" {
+                authority.map(|l| l.slot_count()).unwrap_or(0)
+            } else {
+                0
+            };
+            if role == "master" {
+                if let Some(r) = authority.and_then(|l| l.slots.iter().min_by_key(|r| r.0)) {
+                    first_range.insert(id, *r);
+                }
+            }
+            master_of.insert(id, master_id.clone());
+            let n = peers.len();
+            let fails = peers.iter().filter(|l| l.flags.fail).count();
+            let pfails = peers
+                .iter()
+                .filter(|l| l.flags.pfail || l.flags.fail)
+                .count();
+            let connected = peers.iter().filter(|l| l.link_connected).count();
+            g.nodes.push(TopoNode {
+                addr: addr.clone(),
+                cluster: g.name.clone(),
+                node_id: id.to_string(),
+                role,
+                shard: String::new(),
+                master_addr: String::new(),
+                slots,
+                fail: n > 0 && fails * 2 > n,
+                pfail: n > 0 && pfails * 2 > n,
+                link_up: (n > 0).then_some(connected * 2 > n),
+            });
+            if let Some(line) = peers.first().copied().or(own) {
+                if !line.ip.is_empty() && line.port != 0 {
+                    g.listed.push((addr.clone(), line.ip.clone(), line.port));
+                }
+            }
+        }
+        let shard_of = |id: &str| match first_range.get(id) {
+            Some((s, e)) => format!("{s}-{e}"),
+            None => format!("node-{}", id.get(..8).unwrap_or(id)),
+        };
+        for n in &mut g.nodes {
+            match master_of.get(n.node_id.as_str()).cloned().flatten() {
+                Some(mid) => {
+                    n.shard = shard_of(&mid);
+                    n.master_addr = addr_of.get(mid.as_str()).cloned().unwrap_or_default();
+                }
+                None => n.shard = shard_of(&n.node_id),
+            }
+        }
+        out.push(g);
+    }
+
+    // Discovered nodes that no view mentions at all (forgotten, then
+    // stopped): they go from the group whose name they carry, as long as
+    // that group still has someone to ask.
+    for (i, m) in members.iter().enumerate() {
+        if member_id[i].is_some() || m.seed_order.is_some() {
+            continue;
+        }
+        if let Some(g) = out.iter_mut().find(|g| {
+            g.name == m.current_label && g.members.iter().any(|&j| members[j].view.is_some())
+        }) {
+            g.gone.push(i);
+        }
+    }
+    out
+}
+
+/// Nodes worth polling: trusted members with an address.
+fn listable(l: &NodeLine) -> bool {
+    !l.flags.handshake && !l.flags.noaddr && l.addr().is_some()
+}
+
+/// A configured name wins; else the first configured seed's address (stable
+/// while the configuration is); else what the members are labelled now.
+fn group_name(members: &[Member], idx: &[usize]) -> String {
+    let mut seeds: Vec<&Member> = idx
+        .iter()
+        .map(|&i| &members[i])
+        .filter(|m| m.seed_order.is_some())
+        .collect();
+    seeds.sort_by_key(|m| m.seed_order);
+    if let Some(m) = seeds.iter().find(|m| !m.configured_name.is_empty()) {
+        return m.configured_name.to_string();
+    }
+    if let Some(m) = seeds.first() {
+        return m.addr.to_string();
+    }
+    idx.iter()
+        .map(|&i| members[i].current_label)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| members[idx[0]].addr.to_string())
+}
+
+#[derive(Default)]
+struct UnionFind {
+    index: HashMap<String, usize>,
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn id(&mut self, key: &str) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = self.parent.len();
+        self.parent.push(i);
+        self.index.insert(key.to_string(), i);
+        i
+    }
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+    fn find_id(&mut self, key: &str) -> usize {
+        let i = self.id(key);
+        self.find(i)
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// Emits the topology families.
+pub fn render(out: &mut Out, topology: &[TopoNode], only_addr: Option<&str>) {
+    for n in topology {
+        if only_addr.is_some_and(|a| a != n.addr) {
+            continue;
+        }
+        let base = [("addr", n.addr.as_str()), ("cluster", n.cluster.as_str())];
+        out.push(
+            F::ClusterNodeInfo,
+            &[
+                base[0],
+                base[1],
+                ("node_id", n.node_id.as_str()),
+                ("role", n.role),
+                ("shard", n.shard.as_str()),
+                ("master_addr", n.master_addr.as_str()),
+            ],
+            1.0,
+        );
+        out.push(F::ClusterNodeSlots, &base, n.slots as f64);
+        out.push(F::ClusterNodeFail, &base, if n.fail { 1.0 } else { 0.0 });
+        out.push(F::ClusterNodePfail, &base, if n.pfail { 1.0 } else { 0.0 });
+        if let Some(up) = n.link_up {
+            out.push(F::ClusterNodeLinkUp, &base, if up { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// How often discovery merges the views: often enough that a failover
+/// shows within two poll intervals, rarely enough to cost nothing.
+fn tick(shared: &Shared) -> Duration {
+    (shared.config.poll.interval / 2).max(Duration::from_millis(100))
+}
+
+/// Keeps the set of polled nodes and the topology snapshot in step with each
+/// cluster's views until `stop` turns true.
+pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick(&shared)) => {}
+            _ = stop.changed() => return,
+        }
+        refresh(&shared);
+    }
+}
+
+/// One discovery pass.
+pub fn refresh(shared: &Shared) {
+    let nodes = shared.nodes();
+    let seeds: HashMap<&str, usize> = shared
+        .config
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.addr.as_str(), i))
+        .collect();
+    // Copy what the merge needs out of the locks.
+    type Copied = (
+        Arc<crate::state::NodeState>,
+        Option<Arc<crate::state::Observation>>,
+        Arc<str>,
+    );
+    let snapshot: Vec<Copied> = nodes
+        .iter()
+        .map(|n| {
+            let st = n.status();
+            (n.clone(), st.last.clone(), st.cluster.clone())
+        })
+        .collect();
+    let members: Vec<Member> = snapshot
+        .iter()
+        .map(|(n, last, label)| Member {
+            addr: &n.target.addr,
+            seed_order: if n.target.discovered {
+                None
+            } else {
+                seeds.get(n.target.addr.as_str()).copied()
+            },
+            configured_name: &n.target.cluster,
+            current_label: label,
+            role: last.as_ref().and_then(|o| o.info.get("role")),
+            view: last
+                .as_ref()
+                .and_then(|o| o.cluster_nodes.as_deref().map(Vec::as_slice)),
+        })
+        .collect();
+    let groups = build(&members);
+    tracing::trace!(
+        members = members.len(),
+        groups = groups.len(),
+        "cluster views merged"
+    );
+
+    let mut topology = Vec::new();
+    for g in &groups {
+        for &i in &g.members {
+            let node = &snapshot[i].0;
+            let mut st = node.status();
+            if *st.cluster != *g.name {
+                tracing::info!(addr = %node.target.addr, cluster = %g.name, "node belongs to cluster");
+                st.cluster = Arc::from(g.name.as_str());
+            }
+        }
+        // Credentials and settings for new nodes come from a member of the
+        // same cluster (all nodes of a cluster share them).
+        let template: Option<&Target> = g
+            .members
+            .iter()
+            .map(|&i| &snapshot[i].0.target)
+            .min_by_key(|t| {
+                (
+                    t.discovered,
+                    seeds.get(t.addr.as_str()).copied().unwrap_or(usize::MAX),
+                )
+            });
+        if let Some(template) = template {
+            for (addr, ip, port) in &g.listed {
+                if shared.knows(addr) {
+                    continue;
+                }
+                let mut t = template.clone();
+                t.endpoint = Endpoint::Tcp {
+                    host: ip.clone(),
+                    port: *port,
+                };
+                t.addr = format_host_port(ip, *port);
+                t.db = 0;
+                t.cluster = g.name.clone();
+                t.discovered = true;
+                if t.addr == *addr {
+                    shared.add_node(t);
+                }
+            }
+        }
+        for &i in &g.gone {
+            shared.remove_node(&snapshot[i].0.target.addr);
+        }
+        topology.extend(
+            g.nodes
+                .iter()
+                .filter(|n| !g.gone.iter().any(|&i| snapshot[i].0.target.addr == n.addr))
+                .cloned(),
+        );
+    }
+    shared.set_topology(topology);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_parse::parse_cluster_nodes;
+
+    fn fixture(name: &str) -> Vec<NodeLine> {
+        let path = format!(
+            "{}/tests/fixtures/cluster/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse_cluster_nodes(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn member<'a>(
+        addr: &'a str,
+        seed: Option<usize>,
+        role: Option<&'a str>,
+        view: Option<&'a [NodeLine]>,
+    ) -> Member<'a> {
+        Member {
+            addr,
+            seed_order: seed,
+            configured_name: "",
+            current_label: "",
+            role,
+            view,
+        }
+    }
+
+    #[test]
+    fn healthy_cluster_from_one_seed() {
+        let view = fixture("redis-7.0.15-cluster-nodes-ok.txt");
+        let me = view
+            .iter()
+            .find(|l| l.flags.myself)
+            .unwrap()
+            .addr()
+            .unwrap();
+        let members = [member(&me, Some(0), Some("master"), Some(&view))];
+        let groups = build(&members);
+        tracing::trace!(
+            members = members.len(),
+            groups = groups.len(),
+            "cluster views merged"
+        );
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!(
+            g.name, me,
+            "an unnamed cluster is named after its first seed"
+        );
+        assert_eq!(g.nodes.len(), 6);
+        assert_eq!(g.listed.len(), 6);
+        let masters: Vec<_> = g.nodes.iter().filter(|n| n.role == "master").collect();
+        assert_eq!(masters.len(), 3);
+        assert_eq!(masters.iter().map(|n| n.slots).sum::<u32>(), 16384);
+        // Every replica shares its master's shard and names its master.
+        for r in g.nodes.iter().filter(|n| n.role == "replica") {
+            let m = g.nodes.iter().find(|n| n.addr == r.master_addr).unwrap();
+            assert_eq!(m.shard, r.shard);
+            assert_eq!(m.role, "master");
+        }
+        let mut shards: Vec<_> = g.nodes.iter().map(|n| n.shard.clone()).collect();
+        shards.sort();
+        shards.dedup();
+        assert_eq!(shards.len(), 3, "{shards:?}");
+        assert!(g.nodes.iter().all(|n| !n.fail && !n.pfail));
+    }
+
+    #[test]
+    fn failover_keeps_the_shard_and_flags_the_dead_master() {
+        let before = fixture("redis-7.0.15-cluster-nodes-ok.txt");
+        let after = fixture("redis-7.0.15-cluster-nodes-failover-done.txt");
+        let me = after
+            .iter()
+            .find(|l| l.flags.myself)
+            .unwrap()
+            .addr()
+            .unwrap();
+        let g0 = &build(&[member(&me, Some(0), Some("master"), Some(&before))])[0];
+        let g1 = &build(&[member(&me, Some(0), Some("master"), Some(&after))])[0];
+        let failed = g1
+            .nodes
+            .iter()
+            .find(|n| n.fail)
+            .expect("the killed master is flagged fail");
+        assert_eq!(failed.slots, 0);
+        let old = g0.nodes.iter().find(|n| n.addr == failed.addr).unwrap();
+        // The shard the dead master served now has the promoted replica as
+        // its master, under the same shard label.
+        let promoted = g1
+            .nodes
+            .iter()
+            .find(|n| n.shard == old.shard && n.role == "master")
+            .unwrap();
+        assert_ne!(promoted.addr, old.addr);
+        assert!(promoted.slots > 0);
+    }
+
+    #[test]
+    fn pfail_needs_a_majority_of_peers() {
+        let pfail = fixture("redis-7.0.15-cluster-nodes-pfail.txt");
+        let ok = fixture("redis-7.0.15-cluster-nodes-ok.txt");
+        let suspect = pfail.iter().find(|l| l.flags.pfail).unwrap().id.clone();
+        let me = pfail
+            .iter()
+            .find(|l| l.flags.myself)
+            .unwrap()
+            .addr()
+            .unwrap();
+        // One peer suspects it: a majority of one.
+        let g = &build(&[member(&me, Some(0), Some("master"), Some(&pfail))])[0];
+        assert!(g.nodes.iter().find(|n| n.node_id == suspect).unwrap().pfail);
+        // Two more peers that see it fine outvote the first.
+        let peer_view = |addr_of: &str| -> Vec<NodeLine> {
+            ok.iter()
+                .map(|l| {
+                    let mut l = l.clone();
+                    l.flags.myself = l.addr().as_deref() == Some(addr_of);
+                    l
+                })
+                .collect()
+        };
+        let others: Vec<String> = ok
+            .iter()
+            .filter_map(|l| l.addr())
+            .filter(|a| *a != me)
+            .take(2)
+            .collect();
+        let v1 = peer_view(&others[0]);
+        let v2 = peer_view(&others[1]);
+        let members = [
+            member(&me, Some(0), Some("master"), Some(&pfail)),
+            member(&others[0], None, Some("master"), Some(&v1)),
+            member(&others[1], None, Some("master"), Some(&v2)),
+        ];
+        let g = &build(&members)[0];
+        assert!(!g.nodes.iter().find(|n| n.node_id == suspect).unwrap().pfail);
+    }
+
+    #[test]
+    fn handshake_nodes_are_not_polled_and_forgotten_nodes_go() {
+        let view = fixture("redis-7.0.15-cluster-nodes-migrating-handshake-hostnames.txt");
+        let me = view
+            .iter()
+            .find(|l| l.flags.myself)
+            .unwrap()
+            .addr()
+            .unwrap();
+        let g = &build(&[member(&me, Some(0), Some("master"), Some(&view))])[0];
+        let handshake: Vec<_> = view.iter().filter(|l| l.flags.handshake).collect();
+        assert!(!handshake.is_empty());
+        for h in handshake {
+            assert!(g.nodes.iter().all(|n| n.node_id != h.id));
+        }
+        // A discovered node that only lists itself (forgotten by the others).
+        let ok = fixture("redis-7.0.15-cluster-nodes-ok.txt");
+        let me_ok = ok.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let lonely_line = NodeLine {
+            id: "f".repeat(40),
+            ip: "127.0.0.1".into(),
+            port: 1,
+            flags: crate::cluster_parse::NodeFlags {
+                myself: true,
+                master: true,
+                ..Default::default()
+            },
+            ..ok[0].clone()
+        };
+        let mut lonely_view = ok.clone();
+        for l in &mut lonely_view {
+            l.flags.myself = false;
+        }
+        lonely_view.push(lonely_line);
+        let members = [
+            member(&me_ok, Some(0), Some("master"), Some(&ok)),
+            member("127.0.0.1:1", None, Some("master"), Some(&lonely_view)),
+        ];
+        let g = &build(&members)[0];
+        assert_eq!(g.gone, vec![1]);
+    }
+
+    #[test]
+    fn two_clusters_stay_apart_and_configured_names_win() {
+        let a = fixture("redis-7.0.15-cluster-nodes-ok.txt");
+        let me = a.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let mut b = a.clone();
+        for l in &mut b {
+            l.id = l.id.replace(|c: char| c.is_ascii_digit(), "x");
+            l.master_id = l
+                .master_id
+                .as_ref()
+                .map(|m| m.replace(|c: char| c.is_ascii_digit(), "x"));
+            l.port += 1000;
+        }
+        let me_b = b.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let mut m_b = member(&me_b, Some(1), Some("master"), Some(&b));
+        m_b.configured_name = "sessions";
+        let groups = build(&[member(&me, Some(0), Some("master"), Some(&a)), m_b]);
+        assert_eq!(groups.len(), 2);
+        let names: Vec<_> = groups.iter().map(|g| g.name.as_str()).collect();
+        assert!(
+            names.contains(&"sessions") && names.contains(&me.as_str()),
+            "{names:?}"
+        );
+    }
 }
