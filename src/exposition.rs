@@ -381,7 +381,10 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
         1.0,
     );
     for (f, field, scale) in SIMPLE {
-        if let Some(v) = info.f64(field) {
+        // Some engines write -1 for "unknown" (Dragonfly's
+        // rejected_connections); none of these fields is negative when
+        // known, and a negative counter would break rate().
+        if let Some(v) = info.f64(field).filter(|v| *v >= 0.0) {
             out.push(*f, base, v * scale);
         }
     }
@@ -402,7 +405,7 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
     for c in &info.commands {
         let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
         out.push(F::Commands, &l, c.calls as f64);
-        out.push(F::CommandsDuration, &l, c.usec as f64 / 1e6);
+        out.push(F::CommandsDuration, &l, usec_to_seconds(c.usec as f64));
         if let Some(r) = c.rejected_calls {
             out.push(F::CommandsRejected, &l, r as f64);
         }
@@ -427,7 +430,7 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
                     ("cmd", l.cmd.as_str()),
                     ("percentile", q.as_str()),
                 ],
-                usec / 1e6,
+                usec_to_seconds(*usec),
             );
         }
     }
@@ -504,13 +507,19 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
     }
 }
 
+/// Microseconds (to 1 ns) as seconds, without the float noise of a plain
+/// division (31.103 µs reads 0.000031103, not 0.000031103000000000004).
+fn usec_to_seconds(usec: f64) -> f64 {
+    (usec * 1000.0).round() / 1e9
+}
+
 /// Which server software answers, and its own version.
 pub fn engine(info: &Info) -> (&'static str, &str) {
     if let Some(v) = info.get("valkey_version") {
         ("valkey", v)
     } else if let Some(v) = info.get("dragonfly_version") {
         ("dragonfly", v)
-    } else if info.has_section("KeyDB") || info.get("mvcc-depth").is_some() {
+    } else if info.has_section("KeyDB") || info.get("mvcc_depth").is_some() {
         ("keydb", info.get("redis_version").unwrap_or(""))
     } else {
         ("redis", info.get("redis_version").unwrap_or(""))

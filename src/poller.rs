@@ -270,7 +270,8 @@ async fn poll_once(
         caps.run_id = run_id;
     }
 
-    let mut maxclients = info.u64("maxclients");
+    // Dragonfly spells it max_clients.
+    let mut maxclients = info.u64("maxclients").or_else(|| info.u64("max_clients"));
     if maxclients.is_none() {
         maxclients = config_maxclients(c, target, caps, config_refresh).await?;
     }
