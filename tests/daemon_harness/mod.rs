@@ -24,19 +24,21 @@ impl TestDaemon {
     /// Starts with `args` after test defaults (fast polls, port 0); later
     /// flags win, so tests may override the defaults.
     pub fn start(args: &[&str]) -> TestDaemon {
-        let mut all = vec![
-            "redis-vitals",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            // Fast enough for quick tests, with a deadline generous enough
-            // that a busy 2-core CI machine does not fake a node failure.
-            "--poll.interval",
-            "300ms",
-            "--poll.timeout",
-            "250ms",
-            "--poll.max-backoff",
-            "600ms",
+        // Fast enough for quick tests, with a deadline generous enough that
+        // a busy 2-core CI machine does not fake a node failure. A flag the
+        // test passes itself replaces its default (clap refuses repeats).
+        let defaults = [
+            ("--web.listen-address", "127.0.0.1:0"),
+            ("--poll.interval", "300ms"),
+            ("--poll.timeout", "250ms"),
+            ("--poll.max-backoff", "600ms"),
         ];
+        let mut all = vec!["redis-vitals"];
+        for (flag, value) in defaults {
+            if !args.contains(&flag) {
+                all.extend([flag, value]);
+            }
+        }
         all.extend_from_slice(args);
         let config = Config::from_args(all).unwrap_or_else(|e| panic!("test config rejected: {e}"));
         let shared = daemon::shared(config);
