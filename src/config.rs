@@ -78,26 +78,34 @@ pub struct Flags {
     /// Name for the `cluster` label of the command-line targets.
     #[arg(long = "redis.cluster")]
     pub redis_cluster: Option<String>,
+    /// Time between polls of each node (default 5s; humantime: 500ms, 1m).
     #[arg(long = "poll.interval", value_parser = parse_duration_arg)]
     pub poll_interval: Option<Duration>,
+    /// Deadline for one poll, connecting included (default 2s).
     #[arg(long = "poll.timeout", value_parser = parse_duration_arg)]
     pub poll_timeout: Option<Duration>,
     /// Most polls in flight at once.
     #[arg(long = "poll.concurrency")]
     pub poll_concurrency: Option<usize>,
+    /// How often CONFIG GET maxclients is re-read on servers whose INFO lacks it (default 5m).
     #[arg(long = "poll.config-refresh", value_parser = parse_duration_arg)]
     pub poll_config_refresh: Option<Duration>,
+    /// Longest wait between reconnect attempts to a down node (default 30s).
     #[arg(long = "poll.max-backoff", value_parser = parse_duration_arg)]
     pub poll_max_backoff: Option<Duration>,
+    /// Sliding window of redis_keyspace_hit_ratio (default 1m).
     #[arg(long = "signals.hit-ratio-window", value_parser = parse_duration_arg)]
     pub signals_hit_ratio_window: Option<Duration>,
+    /// How far back master offsets are kept for redis_replication_lag_seconds (default 10m).
     #[arg(long = "signals.lag-history", value_parser = parse_duration_arg)]
     pub signals_lag_history: Option<Duration>,
+    /// Longest time between CLUSTER NODES reads per cluster node when no topology signal forces one (default 15s).
     #[arg(long = "cluster.refresh-interval", value_parser = parse_duration_arg)]
     pub cluster_refresh_interval: Option<Duration>,
     /// host:port to serve on; ":9121" means every interface.
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
+    /// Path of the metrics page (default /metrics).
     #[arg(long = "web.telemetry-path")]
     pub web_telemetry_path: Option<String>,
     /// trace, debug, info, warn or error.
