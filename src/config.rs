@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::target::{self, Secret, Target};
+use crate::tls::TlsFiles;
 
 /// Default poll interval: fresh enough for 15 s scrapes and alerting, cheap
 /// for Redis (one INFO per node per interval).
@@ -75,6 +78,21 @@ pub struct Flags {
     /// Client limit to use when the server does not report one.
     #[arg(long = "redis.maxclients")]
     pub redis_maxclients: Option<u64>,
+    /// CA certificates (PEM) for rediss:// targets; default: the system's store.
+    #[arg(long = "redis.tls-ca-file")]
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long = "redis.tls-cert-file")]
+    pub redis_tls_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long = "redis.tls-key-file")]
+    pub redis_tls_key_file: Option<PathBuf>,
+    /// Name the server certificate must carry, when not the target's host.
+    #[arg(long = "redis.tls-server-name")]
+    pub redis_tls_server_name: Option<String>,
+    /// Skip server certificate verification (logs a warning; for tests only).
+    #[arg(long = "redis.tls-insecure-skip-verify")]
+    pub redis_tls_insecure_skip_verify: bool,
     /// Name for the `cluster` label of the command-line targets.
     #[arg(long = "redis.cluster")]
     pub redis_cluster: Option<String>,
@@ -150,6 +168,11 @@ struct FileRedis {
     config_command: Option<String>,
     maxclients: Option<u64>,
     cluster: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +223,11 @@ struct FileTarget {
     cluster: Option<String>,
     maxclients: Option<u64>,
     config_command: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,12 +481,27 @@ impl Config {
             .or(file.redis.config_command)
             .unwrap_or_else(|| "CONFIG".into());
         validate_command_name(&default_config_command, "redis.config-command")?;
-        let default_maxclients = flags.redis_maxclients.or(file.redis.maxclients);
         let default_cluster = flags
             .redis_cluster
             .or(file.redis.cluster)
             .unwrap_or_default();
         validate_label(&default_cluster, "redis.cluster")?;
+        let defaults = TargetSettings {
+            user: default_user,
+            password: default_password,
+            cluster: default_cluster,
+            maxclients: flags.redis_maxclients.or(file.redis.maxclients),
+            config_command: default_config_command,
+            tls: TlsFiles {
+                ca_file: flags.redis_tls_ca_file.or(file.redis.tls_ca_file),
+                cert_file: flags.redis_tls_cert_file.or(file.redis.tls_cert_file),
+                key_file: flags.redis_tls_key_file.or(file.redis.tls_key_file),
+                server_name: flags.redis_tls_server_name.or(file.redis.tls_server_name),
+                insecure_skip_verify: flags.redis_tls_insecure_skip_verify
+                    || file.redis.tls_insecure_skip_verify.unwrap_or(false),
+            },
+        };
+        let mut tls_cache = TlsCache::default();
 
         let mut targets = Vec::new();
         let flag_addrs: Vec<String> = if !flags.redis_addr.is_empty() {
@@ -468,52 +511,66 @@ impl Config {
         };
         for (i, a) in flag_addrs.iter().enumerate() {
             let key = format!("redis.addr[{i}]");
-            targets.push(build_target(
-                a,
-                &key,
-                None,
-                default_user.clone(),
-                default_password.clone(),
-                default_cluster.clone(),
-                default_maxclients,
-                &default_config_command,
-            )?);
+            targets.push(build_target(a, &key, "redis", &defaults, &mut tls_cache)?);
         }
         for (i, t) in file.targets.iter().enumerate() {
             let key = format!("targets[{i}]");
             let password = match (&t.password_file, &t.password) {
                 (Some(path), _) => Some(read_password_file(path, &format!("{key}.password-file"))?),
                 (None, Some(pw)) => Some(Secret::new(pw)),
-                (None, None) => default_password.clone(),
+                (None, None) => defaults.password.clone(),
             };
-            let cluster = t.cluster.clone().unwrap_or_else(|| default_cluster.clone());
-            validate_label(&cluster, &format!("{key}.cluster"))?;
-            let cmd = t
-                .config_command
-                .clone()
-                .unwrap_or_else(|| default_config_command.clone());
-            validate_command_name(&cmd, &format!("{key}.config-command"))?;
+            let settings = TargetSettings {
+                user: t.user.clone().or_else(|| defaults.user.clone()),
+                password,
+                cluster: t
+                    .cluster
+                    .clone()
+                    .unwrap_or_else(|| defaults.cluster.clone()),
+                maxclients: t.maxclients.or(defaults.maxclients),
+                config_command: t
+                    .config_command
+                    .clone()
+                    .unwrap_or_else(|| defaults.config_command.clone()),
+                tls: TlsFiles {
+                    ca_file: t
+                        .tls_ca_file
+                        .clone()
+                        .or_else(|| defaults.tls.ca_file.clone()),
+                    cert_file: t
+                        .tls_cert_file
+                        .clone()
+                        .or_else(|| defaults.tls.cert_file.clone()),
+                    key_file: t
+                        .tls_key_file
+                        .clone()
+                        .or_else(|| defaults.tls.key_file.clone()),
+                    server_name: t
+                        .tls_server_name
+                        .clone()
+                        .or_else(|| defaults.tls.server_name.clone()),
+                    insecure_skip_verify: t
+                        .tls_insecure_skip_verify
+                        .unwrap_or(defaults.tls.insecure_skip_verify),
+                },
+            };
+            validate_label(&settings.cluster, &format!("{key}.cluster"))?;
+            validate_command_name(&settings.config_command, &format!("{key}.config-command"))?;
             targets.push(build_target(
                 &t.addr,
                 &format!("{key}.addr"),
-                Some(&key),
-                t.user.clone().or_else(|| default_user.clone()),
-                password,
-                cluster,
-                t.maxclients.or(default_maxclients),
-                &cmd,
+                &key,
+                &settings,
+                &mut tls_cache,
             )?);
         }
         if targets.is_empty() {
             targets.push(build_target(
                 DEFAULT_TARGET,
                 "redis.addr",
-                None,
-                default_user,
-                default_password,
-                default_cluster,
-                default_maxclients,
-                &default_config_command,
+                "redis",
+                &defaults,
+                &mut tls_cache,
             )?);
         }
         let mut seen = std::collections::HashSet::new();
@@ -554,34 +611,69 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_target(
-    raw: &str,
-    key: &str,
-    _entry: Option<&str>,
+/// Settings a target takes from `[redis]` unless its entry overrides them.
+struct TargetSettings {
     user: Option<String>,
     password: Option<Secret>,
     cluster: String,
     maxclients: Option<u64>,
-    config_command: &str,
+    config_command: String,
+    tls: TlsFiles,
+}
+
+/// Targets with the same TLS files share one client configuration.
+#[derive(Default)]
+struct TlsCache(Vec<(TlsFiles, Arc<rustls::ClientConfig>)>);
+
+fn build_target(
+    raw: &str,
+    key: &str,
+    prefix: &str,
+    settings: &TargetSettings,
+    cache: &mut TlsCache,
 ) -> Result<Target, ConfigError> {
     let parsed = target::parse_addr(raw)
         .map_err(|e| err(key, format!("{} ({e})", target::redact_url(raw))))?;
+    let tls = if parsed.tls {
+        let files = &settings.tls;
+        let config = match cache.0.iter().find(|(f, _)| f == files) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = crate::tls::client_config(files)
+                    .map_err(|(suffix, m)| err(format!("{prefix}.{suffix}"), m))?;
+                cache.0.push((files.clone(), c.clone()));
+                c
+            }
+        };
+        let host = match &parsed.endpoint {
+            target::Endpoint::Tcp { host, .. } => host.clone(),
+            target::Endpoint::Unix { path } => path.clone(),
+        };
+        Some(crate::tls::TlsClient {
+            config,
+            server_name: files.server_name.clone().unwrap_or(host),
+            name_overridden: files.server_name.is_some(),
+            insecure: files.insecure_skip_verify,
+        })
+    } else {
+        None
+    };
     Ok(Target {
         endpoint: parsed.endpoint,
         addr: parsed.addr,
         db: parsed.db,
         // What the URL says wins: it is the most specific place.
-        user: parsed.user.or(user),
-        password: parsed.password.or(password),
-        cluster,
-        maxclients_override: maxclients,
-        config_command: if config_command.is_empty() {
+        user: parsed.user.or_else(|| settings.user.clone()),
+        password: parsed.password.or_else(|| settings.password.clone()),
+        cluster: settings.cluster.clone(),
+        maxclients_override: settings.maxclients,
+        config_command: if settings.config_command.is_empty() {
             None
         } else {
-            Some(config_command.to_string())
+            Some(settings.config_command.clone())
         },
         discovered: false,
+        tls,
     })
 }
 

@@ -67,6 +67,9 @@ impl Shared {
             return false;
         }
         tracing::info!(addr = %target.addr, cluster = %target.cluster, discovered = target.discovered, "polling node");
+        if target.tls.as_ref().is_some_and(|t| t.insecure) && !target.discovered {
+            tracing::warn!(addr = %target.addr, "TLS certificate verification is disabled for this node (tls-insecure-skip-verify)");
+        }
         let state = Arc::new(NodeState::new(target));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(poller::run(state.clone(), self.ctx.clone(), stop_rx));

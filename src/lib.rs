@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod cluster_parse;
 pub mod config;
+pub mod conn;
 pub mod daemon;
 pub mod derive;
 pub mod error;
@@ -16,4 +17,5 @@ pub mod logging;
 pub mod poller;
 pub mod state;
 pub mod target;
+pub mod tls;
 pub mod topology;

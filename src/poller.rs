@@ -92,6 +92,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let phase = jitter_up_to(interval);
     let mut next = tokio::time::Instant::now() + first_delay;
     let mut conn: Option<MultiplexedConnection> = None;
+    let budget = crate::conn::ReplyBudget::new();
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
@@ -112,7 +113,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         let started = Instant::now();
         let result = tokio::time::timeout(
             ctx.poll.timeout,
-            poll_once(&node, &mut conn, &mut caps, &mut cluster, &ctx),
+            poll_once(&node, &mut conn, &mut caps, &mut cluster, &ctx, &budget),
         )
         .await
         .unwrap_or_else(|_| {
@@ -210,31 +211,40 @@ fn jitter_up_to(max: Duration) -> Duration {
     max.mul_f64(fastrand::f64())
 }
 
-async fn connect(target: &Target) -> Result<MultiplexedConnection, PollError> {
-    let info = target
-        .connection_info()
-        .map_err(|e| PollError::new(Reason::Connect, e.category().to_string()))?;
-    let client = redis::Client::open(info).map_err(|e| PollError::from_redis(&e, true))?;
-    // The caller's deadline bounds the whole poll; the crate's own response
-    // timeout is left off so that one deadline decides.
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| PollError::from_redis(&e, true))
-}
-
 async fn poll_once(
     node: &NodeState,
     conn: &mut Option<MultiplexedConnection>,
     caps: &mut Capabilities,
     cluster: &mut ClusterMemory,
     ctx: &PollContext,
+    budget: &Arc<crate::conn::ReplyBudget>,
+) -> Result<Observation, PollError> {
+    budget.reset();
+    let result = poll_commands(node, conn, caps, cluster, ctx, budget).await;
+    match result {
+        Err(_) if budget.exceeded() => Err(PollError::new(
+            Reason::ReplyTooLarge,
+            format!(
+                "the node sent more than {} bytes in one poll",
+                crate::conn::MAX_REPLY_BYTES
+            ),
+        )),
+        other => other,
+    }
+}
+
+async fn poll_commands(
+    node: &NodeState,
+    conn: &mut Option<MultiplexedConnection>,
+    caps: &mut Capabilities,
+    cluster: &mut ClusterMemory,
+    ctx: &PollContext,
+    budget: &Arc<crate::conn::ReplyBudget>,
 ) -> Result<Observation, PollError> {
     let config_refresh = ctx.poll.config_refresh;
     let target = &node.target;
     if conn.is_none() {
-        let c = connect(target).await?;
+        let c = crate::conn::open(target, budget.clone()).await?;
         node.status().connections_opened += 1;
         tracing::debug!(addr = %target.addr, "connected");
         *conn = Some(c);

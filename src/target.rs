@@ -58,6 +58,8 @@ pub struct Target {
     pub config_command: Option<String>,
     /// Whether this target was configured (a seed) or found by discovery.
     pub discovered: bool,
+    /// TLS settings for `rediss://` targets.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 /// Formats `host:port`, bracketing IPv6 literals so the label parses back.
@@ -87,8 +89,6 @@ pub enum AddrError {
     User,
     #[error("password is not valid UTF-8")]
     Password,
-    #[error("TLS (rediss://) is not supported by this build yet")]
-    Tls,
 }
 
 /// The parts of a target URL. `redis://[user[:password]@]host[:port][/db]`,
@@ -96,6 +96,8 @@ pub enum AddrError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedAddr {
     pub endpoint: Endpoint,
+    /// `rediss://`: connect with TLS.
+    pub tls: bool,
     pub addr: String,
     pub db: i64,
     pub user: Option<String>,
@@ -127,7 +129,7 @@ pub fn parse_addr(input: &str) -> Result<ParsedAddr, AddrError> {
         Some(p) => Some(Secret::new(&decode(p).ok_or(AddrError::Password)?)),
     };
     match url.scheme() {
-        "redis" => {
+        scheme @ ("redis" | "rediss") => {
             let host = match url.host() {
                 Some(url::Host::Domain(d)) => d.to_string(),
                 Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -148,6 +150,7 @@ pub fn parse_addr(input: &str) -> Result<ParsedAddr, AddrError> {
             Ok(ParsedAddr {
                 addr: format_host_port(&host, port),
                 endpoint: Endpoint::Tcp { host, port },
+                tls: scheme == "rediss",
                 db,
                 user,
                 password,
@@ -168,12 +171,12 @@ pub fn parse_addr(input: &str) -> Result<ParsedAddr, AddrError> {
             Ok(ParsedAddr {
                 addr: path.clone(),
                 endpoint: Endpoint::Unix { path },
+                tls: false,
                 db,
                 user,
                 password,
             })
         }
-        "rediss" => Err(AddrError::Tls),
         _ => Err(AddrError::Scheme),
     }
 }
@@ -209,16 +212,11 @@ pub fn redact_url(input: &str) -> String {
 }
 
 impl Target {
-    /// Settings for the redis crate. Skips `CLIENT SETINFO` on connect: it is
-    /// one more command per connection that the metrics do not need, and an
-    /// error reply on servers older than 7.2 that would count in their
-    /// `errorstat_ERR`.
-    pub fn connection_info(&self) -> Result<redis::ConnectionInfo, redis::RedisError> {
-        use redis::IntoConnectionInfo;
-        let addr = match &self.endpoint {
-            Endpoint::Tcp { host, port } => redis::ConnectionAddr::Tcp(host.clone(), *port),
-            Endpoint::Unix { path } => redis::ConnectionAddr::Unix(path.into()),
-        };
+    /// Handshake settings for the redis crate. Skips `CLIENT SETINFO` on
+    /// connect: one more command per connection that the metrics do not
+    /// need, and an error reply on servers before 7.2 that would count in
+    /// their `errorstat_ERR`.
+    pub fn redis_settings(&self) -> redis::RedisConnectionInfo {
         let mut settings = redis::RedisConnectionInfo::default()
             .set_db(self.db)
             .set_skip_set_lib_name();
@@ -228,7 +226,7 @@ impl Target {
         if let Some(pw) = &self.password {
             settings = settings.set_password(pw.expose());
         }
-        Ok(addr.into_connection_info()?.set_redis_settings(settings))
+        settings
     }
 }
 

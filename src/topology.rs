@@ -483,6 +483,11 @@ pub fn refresh(shared: &Shared) {
                 };
                 t.addr = format_host_port(ip, *port);
                 t.db = 0;
+                if let Some(tls) = &mut t.tls {
+                    if !tls.name_overridden {
+                        tls.server_name = ip.clone();
+                    }
+                }
                 t.cluster = g.name.clone();
                 t.discovered = true;
                 if t.addr == *addr {
