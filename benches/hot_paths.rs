@@ -4,7 +4,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn fixture() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/info/redis-7.0.15-master-2-replicas.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/info/redis-7.0.15-master-2-replicas.txt"
+    );
     std::fs::read_to_string(path).expect("fixture")
 }
 
@@ -23,9 +26,16 @@ fn render(c: &mut Criterion) {
         info,
         cluster_info: None,
         cluster_nodes: None,
+        denied: Vec::new(),
     };
     c.bench_function("render_observation/redis-7.0.15-master", |b| {
-        b.iter(|| redis_vitals::exposition::render_observation(std::hint::black_box(&obs), "127.0.0.1:6379", ""))
+        b.iter(|| {
+            redis_vitals::exposition::render_observation(
+                std::hint::black_box(&obs),
+                "127.0.0.1:6379",
+                "",
+            )
+        })
     });
 }
 

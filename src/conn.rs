@@ -22,15 +22,18 @@ use crate::target::{Endpoint, Target};
 
 /// Most bytes a node may send during one poll. The largest legitimate reply
 /// is CLUSTER NODES of a 1000-node cluster (~200 KB) or INFO with thousands
-/// of commandstats lines (~1 MB); 32 MiB leaves ample room while bounding
+/// of commandstats lines (~1 MB); 8 MiB leaves ample room while bounding
 /// what a hostile server can make us hold per node.
-pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bytes a node may still send in the current poll.
 #[derive(Debug)]
 pub struct ReplyBudget {
     remaining: AtomicUsize,
     exceeded: AtomicBool,
+    /// The server closed the connection during this poll: the failure is an
+    /// I/O problem even when the decoder reports a truncated frame.
+    closed: AtomicBool,
 }
 
 impl ReplyBudget {
@@ -38,6 +41,7 @@ impl ReplyBudget {
         Arc::new(ReplyBudget {
             remaining: AtomicUsize::new(MAX_REPLY_BYTES),
             exceeded: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -45,10 +49,15 @@ impl ReplyBudget {
     pub fn reset(&self) {
         self.remaining.store(MAX_REPLY_BYTES, Ordering::Relaxed);
         self.exceeded.store(false, Ordering::Relaxed);
+        self.closed.store(false, Ordering::Relaxed);
     }
 
     pub fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
+    }
+
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     fn take(&self, n: usize) -> bool {
@@ -83,6 +92,9 @@ impl AsyncRead for Capped {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
+                if n == 0 && buf.remaining() > 0 {
+                    self.budget.closed.store(true, Ordering::Relaxed);
+                }
                 if self.budget.take(n) {
                     Poll::Ready(Ok(()))
                 } else {

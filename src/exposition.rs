@@ -130,6 +130,7 @@ families! {
     LastSuccessAge = "redis_vitals_last_success_age_seconds", Gauge, "Seconds since the node's last successful poll.";
     ConnectionsOpened = "redis_vitals_connections_opened_total", Counter, "Connections the exporter opened to the node.";
     PollInterval = "redis_vitals_poll_interval_seconds", Gauge, "The configured poll interval.";
+    CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
 }
 
 /// Collects samples per family, then encodes them in catalogue order.
@@ -400,6 +401,9 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
     }
     if let Some(m) = obs.maxclients {
         out.push(F::MaxClients, base, m as f64);
+    }
+    for cmd in &obs.denied {
+        out.push(F::CommandDenied, &[base[0], base[1], ("command", cmd)], 1.0);
     }
 
     for c in &info.commands {

@@ -19,3 +19,4 @@ pub mod state;
 pub mod target;
 pub mod tls;
 pub mod topology;
+pub mod webconfig;

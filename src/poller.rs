@@ -69,6 +69,41 @@ struct Capabilities {
     config_maxclients: Option<u64>,
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
+    /// Commands the server refused with NOPERM, and when: skipped until
+    /// `poll.config-refresh` has passed, so an ACL that forbids them does
+    /// not add an error reply to the server's counters every poll.
+    denied: std::collections::BTreeMap<&'static str, Instant>,
+}
+
+/// Runs a command the metrics can do without. A NOPERM reply marks it
+/// denied (the node stays up with everything else); other errors fail the
+/// poll as usual.
+async fn optional_query(
+    c: &mut MultiplexedConnection,
+    caps: &mut Capabilities,
+    name: &'static str,
+    cmd: &redis::Cmd,
+    retry_after: Duration,
+    addr: &str,
+) -> Result<Option<String>, PollError> {
+    if let Some(at) = caps.denied.get(name) {
+        if at.elapsed() < retry_after {
+            return Ok(None);
+        }
+    }
+    match cmd.query_async::<String>(c).await {
+        Ok(text) => {
+            caps.denied.remove(name);
+            Ok(Some(text))
+        }
+        Err(e) if e.code() == Some("NOPERM") => {
+            if caps.denied.insert(name, Instant::now()).is_none() {
+                tracing::warn!(addr = %addr, command = name, "ACL denies this command; its metrics are skipped");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(PollError::from_redis(&e, false)),
+    }
 }
 
 /// What the previous polls of a cluster node saw, to tell topology signals
@@ -229,6 +264,10 @@ async fn poll_once(
                 crate::conn::MAX_REPLY_BYTES
             ),
         )),
+        Err(e) if budget.closed() && e.reason == Reason::Protocol => Err(PollError::new(
+            Reason::Io,
+            "the server closed the connection in the middle of a reply",
+        )),
         other => other,
     }
 }
@@ -288,23 +327,35 @@ async fn poll_commands(
     let maxclients = maxclients.or(target.maxclients_override);
 
     let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
-        let text: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(c)
-            .await
-            .map_err(|e| PollError::from_redis(&e, false))?;
-        let ci = cluster_parse::parse_cluster_info(&text)
-            .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER INFO: {e}")))?;
+        let retry = ctx.poll.config_refresh;
+        let text = optional_query(
+            c,
+            caps,
+            "cluster|info",
+            redis::cmd("CLUSTER").arg("INFO"),
+            retry,
+            &target.addr,
+        )
+        .await?;
+        let ci = match text {
+            Some(t) => Some(
+                cluster_parse::parse_cluster_info(&t)
+                    .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER INFO: {e}")))?,
+            ),
+            None => None,
+        };
         let role = info.get("role").unwrap_or("").to_string();
-        let fingerprint = Some((
-            ci.current_epoch,
-            ci.known_nodes,
-            ci.size,
-            ci.state_ok,
-            ci.slots_pfail,
-            ci.slots_fail,
-            role,
-        ));
+        let fingerprint = ci.as_ref().map(|ci| {
+            (
+                ci.current_epoch,
+                ci.known_nodes,
+                ci.size,
+                ci.state_ok,
+                ci.slots_pfail,
+                ci.slots_fail,
+                role,
+            )
+        });
         if cluster.fingerprint.is_some() && cluster.fingerprint != fingerprint {
             // Epoch, membership, role or slot health moved: a topology
             // signal for every node of the cluster.
@@ -318,18 +369,18 @@ async fn poll_commands(
                 .fetched_at
                 .is_none_or(|at| at.elapsed() >= ctx.cluster_refresh);
         if due {
-            let text: String = redis::cmd("CLUSTER")
-                .arg("NODES")
-                .query_async(c)
-                .await
-                .map_err(|e| PollError::from_redis(&e, false))?;
-            let nodes = cluster_parse::parse_cluster_nodes(&text)
-                .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
-            cluster.nodes = Some(Arc::new(nodes));
-            cluster.fetched_at = Some(Instant::now());
-            cluster.seen_gen = generation;
+            let cmd = redis::cmd("CLUSTER").arg("NODES").to_owned();
+            if let Some(text) =
+                optional_query(c, caps, "cluster|nodes", &cmd, retry, &target.addr).await?
+            {
+                let nodes = cluster_parse::parse_cluster_nodes(&text)
+                    .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
+                cluster.nodes = Some(Arc::new(nodes));
+                cluster.fetched_at = Some(Instant::now());
+                cluster.seen_gen = generation;
+            }
         }
-        (Some(ci), cluster.nodes.clone())
+        (ci, cluster.nodes.clone())
     } else {
         *cluster = ClusterMemory::default();
         (None, None)
@@ -341,6 +392,7 @@ async fn poll_commands(
         maxclients,
         cluster_info,
         cluster_nodes,
+        denied: caps.denied.keys().copied().collect(),
     })
 }
 
@@ -357,6 +409,7 @@ fn detect(info: &Info) -> Capabilities {
         config_maxclients: None,
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
+        denied: Default::default(),
     }
 }
 
@@ -396,6 +449,9 @@ async fn config_maxclients(
         }
         Err(e) => {
             tracing::info!(addr = %target.addr, code = e.code().unwrap_or("?"), "CONFIG GET is not available; maxclients comes from the override if set");
+            if e.code() == Some("NOPERM") {
+                caps.denied.insert("config|get", Instant::now());
+            }
             caps.config_unavailable = true;
             Ok(None)
         }

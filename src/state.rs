@@ -27,6 +27,9 @@ pub struct Observation {
     /// This node's view of the cluster (`CLUSTER NODES`), re-read on
     /// topology signals and every `cluster.refresh-interval`.
     pub cluster_nodes: Option<Arc<Vec<NodeLine>>>,
+    /// Commands the server's ACL refused (`cluster|nodes`, ...): their
+    /// metrics are missing for this reason, not because of a fault.
+    pub denied: Vec<&'static str>,
 }
 
 /// The mutable part of a node's state.

@@ -120,6 +120,7 @@ fn observe(info: Info) -> Observation {
         info,
         cluster_info: None,
         cluster_nodes: None,
+        denied: Vec::new(),
     }
 }
 

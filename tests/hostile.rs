@@ -1,0 +1,207 @@
+//! A hostile or broken server never crashes the daemon, never grows its
+//! memory without bound, and never disturbs the other nodes: a fake server
+//! on loopback answers INFO with garbage, a multi-gigabyte declared reply,
+//! an endless array, a reply trickled byte by byte, or closes mid-reply.
+//! Each is marked down with a fixed reason.
+
+mod common;
+mod daemon_harness;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{find_value, RedisServer};
+use daemon_harness::TestDaemon;
+
+const WAIT: Duration = Duration::from_secs(15);
+/// Upper bound on what one fake connection may send or how long it lives,
+/// so the test stops by itself whatever the exporter does.
+const MAX_FAKE_BYTES: usize = 512 * 1024 * 1024;
+const MAX_FAKE_LIFE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Garbage,
+    HugeBulk,
+    EndlessArray,
+    Trickle,
+    CloseMidReply,
+}
+
+struct FakeServer {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FakeServer {
+    fn start(behaviour: Behaviour) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let flag = flag.clone();
+                        thread::spawn(move || serve(conn, behaviour, &flag));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut conn: TcpStream, behaviour: Behaviour, stop: &AtomicBool) {
+    let born = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Wait for the first command (INFO ...), whatever it is.
+    let mut buf = [0u8; 4096];
+    match conn.read(&mut buf) {
+        Ok(n) if n > 0 => {}
+        _ => return,
+    }
+    let alive = |sent: usize| {
+        !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE && sent < MAX_FAKE_BYTES
+    };
+    match behaviour {
+        Behaviour::Garbage => {
+            let _ = conn.write_all(b"!#%& this is not RESP\r\n");
+            // Stay open: the exporter must give up on its own.
+            while alive(0) && conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+        }
+        Behaviour::HugeBulk => {
+            let _ = conn.write_all(b"$5000000000\r\n");
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while alive(sent) && conn.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        }
+        Behaviour::EndlessArray => {
+            let _ = conn.write_all(b"*4000000000\r\n");
+            let chunk: Vec<u8> = b":1\r\n".repeat(16 * 1024);
+            let mut sent = 0;
+            while alive(sent) && conn.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        }
+        Behaviour::Trickle => {
+            let reply = b"$20\r\nredis_version:7.0.0\r\n";
+            for b in reply {
+                if !alive(0) || conn.write_all(&[*b]).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Behaviour::CloseMidReply => {
+            let _ = conn.write_all(b"$100\r\nredis_version:7.0");
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hostile_servers_are_contained() {
+    let real = RedisServer::start(&[]);
+    let fakes = [
+        (FakeServer::start(Behaviour::Garbage), "protocol"),
+        (FakeServer::start(Behaviour::HugeBulk), "reply_too_large"),
+        // Decoding millions of tiny elements may be slower than they arrive
+        // (debug builds): the deadline can end the poll before the cap.
+        (
+            FakeServer::start(Behaviour::EndlessArray),
+            "reply_too_large|timeout",
+        ),
+        (FakeServer::start(Behaviour::Trickle), "timeout"),
+        (FakeServer::start(Behaviour::CloseMidReply), "io"),
+    ];
+    let rss_before = rss_kib();
+    let mut args = vec!["--redis.addr".to_string(), real.addr()];
+    for (f, _) in &fakes {
+        args.push("--redis.addr".into());
+        args.push(f.addr.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = TestDaemon::start(&args);
+    let ra = real.addr();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ra)], |v| v == 1.0);
+    for (f, reason) in &fakes {
+        // Several failed polls each, with the reason the behaviour calls for.
+        common::wait_until(
+            WAIT,
+            &format!("{} to fail twice with reason {reason}", f.addr),
+            || {
+                let m = d.metrics();
+                let n: f64 = reason
+                    .split('|')
+                    .filter_map(|r| {
+                        find_value(
+                            &m,
+                            "redis_vitals_poll_errors_total",
+                            &[("addr", &f.addr), ("reason", r)],
+                        )
+                    })
+                    .sum();
+                (n >= 2.0).then_some(())
+            },
+        );
+        let m = d.metrics();
+        assert_eq!(
+            find_value(&m, "redis_up", &[("addr", &f.addr)]),
+            Some(0.0),
+            "{}",
+            f.addr
+        );
+        // The real node kept being polled meanwhile.
+        let age = find_value(
+            &m,
+            "redis_vitals_last_success_age_seconds",
+            &[("addr", &ra)],
+        )
+        .unwrap();
+        assert!(
+            age < 1.5,
+            "the real node's snapshot went stale ({age}s) next to a hostile one"
+        );
+    }
+    // Bounded memory: the reply cap holds each hostile reply to a few MiB,
+    // however much the fakes send and however often they are retried.
+    let grown_mib = (rss_kib().saturating_sub(rss_before)) / 1024;
+    assert!(grown_mib < 100, "resident memory grew by {grown_mib} MiB");
+    assert_eq!(
+        find_value(&d.metrics(), "redis_up", &[("addr", &ra)]),
+        Some(1.0)
+    );
+}
