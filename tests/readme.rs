@@ -15,7 +15,10 @@ fn every_metric_is_documented() {
         .map(|f| f.name)
         .filter(|n| !readme.contains(&format!("`{n}`")))
         .collect();
-    assert!(missing.is_empty(), "README.md lacks these metrics: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md lacks these metrics: {missing:?}"
+    );
 }
 
 #[test]
@@ -29,5 +32,8 @@ fn every_flag_is_documented() {
         .map(|l| format!("--{l}"))
         .filter(|f| !readme.contains(&format!("`{f}`")) && !readme.contains(&format!("`{f}` ")))
         .collect();
-    assert!(missing.is_empty(), "README.md lacks these flags: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md lacks these flags: {missing:?}"
+    );
 }
