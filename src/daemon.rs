@@ -36,6 +36,8 @@ pub struct Shared {
     nodes: RwLock<BTreeMap<String, NodeEntry>>,
     /// The latest merged Redis Cluster topology (see topology.rs).
     topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
+    /// process_* series (memory, fds, CPU) for the soak and for operators.
+    process: prometheus::process_collector::ProcessCollector,
 }
 
 impl Shared {
@@ -56,6 +58,7 @@ impl Shared {
             ctx,
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
+            process: prometheus::process_collector::ProcessCollector::for_self(),
         })
     }
 
@@ -137,8 +140,17 @@ impl Shared {
             clock: self.clock,
             hit_window: self.config.hit_ratio_window.as_secs_f64(),
             poll_interval: self.config.poll.interval.as_secs_f64(),
-            only_addr,
             topology: self.topology(),
+            process: if only_addr.is_none() {
+                use prometheus::core::Collector;
+                self.process.collect()
+            } else {
+                Vec::new()
+            },
+            tasks: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|h| h.metrics().num_alive_tasks()),
+            only_addr,
         };
         exposition::render(&self.nodes(), &ctx)
     }

@@ -130,18 +130,22 @@ families! {
     LastSuccessAge = "redis_vitals_last_success_age_seconds", Gauge, "Seconds since the node's last successful poll.";
     ConnectionsOpened = "redis_vitals_connections_opened_total", Counter, "Connections the exporter opened to the node.";
     PollInterval = "redis_vitals_poll_interval_seconds", Gauge, "The configured poll interval.";
+    Tasks = "redis_vitals_tasks", Gauge, "Tasks alive in the exporter's runtime (pollers, discovery, HTTP connections): flat in steady state.";
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
 }
 
 /// Collects samples per family, then encodes them in catalogue order.
 pub struct Out {
     families: Vec<Vec<Metric>>,
+    /// Families built elsewhere (the process collector), appended as they are.
+    extra: Vec<MetricFamily>,
 }
 
 impl Default for Out {
     fn default() -> Self {
         Out {
             families: (0..FAMILIES.len()).map(|_| Vec::new()).collect(),
+            extra: Vec::new(),
         }
     }
 }
@@ -178,6 +182,10 @@ impl Out {
         self.families[f as usize].push(m);
     }
 
+    pub fn extend(&mut self, families: Vec<MetricFamily>) {
+        self.extra.extend(families);
+    }
+
     pub fn encode(self) -> String {
         let mut mfs = Vec::with_capacity(FAMILIES.len());
         for (def, metrics) in FAMILIES.iter().zip(self.families) {
@@ -194,6 +202,7 @@ impl Out {
             mf.set_metric(metrics);
             mfs.push(mf);
         }
+        mfs.extend(self.extra);
         let mut buf = Vec::new();
         // Encoding our own well-formed families cannot fail; an empty
         // page is still better than a panic if it ever does.
@@ -212,6 +221,9 @@ pub struct RenderContext {
     /// Only this node's series (`/scrape?target=`), or all.
     pub only_addr: Option<String>,
     pub topology: Arc<Vec<crate::topology::TopoNode>>,
+    /// The exporter's own process and runtime series (full output only).
+    pub process: Vec<MetricFamily>,
+    pub tasks: Option<usize>,
 }
 
 /// A consistent copy of one node's state, taken under its lock.
@@ -258,6 +270,10 @@ pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
     if ctx.only_addr.is_none() {
         out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         out.push(F::PollInterval, &[], ctx.poll_interval);
+        if let Some(t) = ctx.tasks {
+            out.push(F::Tasks, &[], t as f64);
+        }
+        out.extend(ctx.process.clone());
     }
     for v in &views {
         let t = &v.node.target;
