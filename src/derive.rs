@@ -53,6 +53,9 @@ pub struct Counters {
     pub hits: u64,
     pub misses: u64,
     pub role_master: bool,
+    /// Replicas attached: without any, no lag is computed and the offset
+    /// history would be kept for nothing (most nodes of a big fleet).
+    pub connected_slaves: u64,
     pub replid: String,
     pub master_repl_offset: Option<u64>,
 }
@@ -66,6 +69,7 @@ impl Counters {
             hits: info.u64("keyspace_hits").unwrap_or(0),
             misses: info.u64("keyspace_misses").unwrap_or(0),
             role_master: info.get("role") == Some("master"),
+            connected_slaves: info.u64("connected_slaves").unwrap_or(0),
             replid: info.get("master_replid").unwrap_or("").to_string(),
             master_repl_offset: info.u64("master_repl_offset"),
         }
@@ -102,7 +106,7 @@ impl History {
         });
         prune(&mut self.hits, at - hit_window, |s| s.at);
 
-        match (c.role_master, c.master_repl_offset) {
+        match (c.role_master && c.connected_slaves > 0, c.master_repl_offset) {
             (true, Some(offset)) => {
                 if c.replid != self.replid
                     || run_changed
@@ -375,6 +379,7 @@ mod tests {
         let mut h = History::default();
         let mut c = Counters {
             role_master: true,
+            connected_slaves: 1,
             replid: "r1".into(),
             master_repl_offset: Some(100),
             run_id: "a".into(),
