@@ -126,6 +126,9 @@ pub struct Flags {
     /// Path of the metrics page (default /metrics).
     #[arg(long = "web.telemetry-path")]
     pub web_telemetry_path: Option<String>,
+    /// Prometheus exporter-toolkit web config (TLS, basic auth); re-read on change and on SIGHUP.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
     /// trace, debug, info, warn or error.
     #[arg(long = "log.level", env = "REDIS_VITALS_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -203,6 +206,7 @@ struct FileCluster {
 struct FileWeb {
     listen_address: Option<String>,
     telemetry_path: Option<String>,
+    config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +260,8 @@ pub struct Config {
     pub cluster_refresh: Duration,
     pub listen_address: String,
     pub telemetry_path: String,
+    /// `--web.config.file` and what it held at startup.
+    pub web_config: Option<(PathBuf, Arc<crate::webconfig::WebConfig>)>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -445,6 +451,14 @@ impl Config {
                 "collides with a built-in endpoint",
             ));
         }
+        let web_config = match flags.web_config_file.or(file.web.config_file) {
+            Some(path) => {
+                let loaded = crate::webconfig::WebConfig::load(&path)
+                    .map_err(|e| err("web.config.file", e.to_string()))?;
+                Some((path, Arc::new(loaded)))
+            }
+            None => None,
+        };
         let log_level = flags
             .log_level
             .or(file.log.level)
@@ -588,6 +602,7 @@ impl Config {
             cluster_refresh,
             listen_address,
             telemetry_path,
+            web_config,
             log_level,
             log_format,
         })

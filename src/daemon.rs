@@ -38,6 +38,10 @@ pub struct Shared {
     topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
     process: prometheus::process_collector::ProcessCollector,
+    /// `--web.config.file`, re-read on change and on SIGHUP.
+    web: Option<Arc<crate::webconfig::WebConfigWatcher>>,
+    /// Used without a web config file: plain HTTP, no auth.
+    web_default: Arc<crate::webconfig::WebConfig>,
 }
 
 impl Shared {
@@ -52,6 +56,12 @@ impl Shared {
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         });
+        let web = config.web_config.as_ref().map(|(path, initial)| {
+            Arc::new(crate::webconfig::WebConfigWatcher::new(
+                path.clone(),
+                initial.clone(),
+            ))
+        });
         Arc::new(Shared {
             config,
             clock,
@@ -59,6 +69,8 @@ impl Shared {
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
             process: prometheus::process_collector::ProcessCollector::for_self(),
+            web,
+            web_default: Arc::new(crate::webconfig::WebConfig::default()),
         })
     }
 
@@ -102,6 +114,14 @@ impl Shared {
     pub fn nodes(&self) -> Vec<Arc<NodeState>> {
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
         nodes.values().map(|e| e.state.clone()).collect()
+    }
+
+    /// The web config for the next connection or request.
+    pub fn web(&self) -> Arc<crate::webconfig::WebConfig> {
+        match &self.web {
+            Some(w) => w.current(),
+            None => self.web_default.clone(),
+        }
     }
 
     pub fn set_topology(&self, t: Vec<crate::topology::TopoNode>) {
@@ -242,6 +262,10 @@ pub async fn run_shared(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let discovery = tokio::spawn(crate::topology::discover(shared.clone(), stop_rx.clone()));
+    let watcher = shared
+        .web
+        .clone()
+        .map(|w| tokio::spawn(w.run(stop_rx.clone())));
     let http = tokio::spawn(crate::http::serve(listener, shared.clone(), stop_rx));
 
     shutdown.await;
@@ -249,6 +273,9 @@ pub async fn run_shared(
     let _ = stop_tx.send(true);
     let _ = http.await;
     let _ = discovery.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     let tasks = shared.stop_all();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         for t in tasks {

@@ -106,7 +106,10 @@ impl History {
         });
         prune(&mut self.hits, at - hit_window, |s| s.at);
 
-        match (c.role_master && c.connected_slaves > 0, c.master_repl_offset) {
+        match (
+            c.role_master && c.connected_slaves > 0,
+            c.master_repl_offset,
+        ) {
             (true, Some(offset)) => {
                 if c.replid != self.replid
                     || run_changed

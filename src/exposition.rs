@@ -303,11 +303,17 @@ pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
 
 fn node_self_metrics(out: &mut Out, v: &NodeView, base: &[(&str, &str); 2]) {
     out.push(F::Polls, base, v.polls_total as f64);
-    for (reason, count) in &v.errors_total {
+    // Every reason from 0, so rate() sees a node's first failure of a kind.
+    for reason in crate::error::Reason::ALL {
+        let count = v
+            .errors_total
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, c)| *c);
         out.push(
             F::PollErrors,
             &[base[0], base[1], ("reason", reason.as_str())],
-            *count as f64,
+            count as f64,
         );
     }
     out.push(F::ConnectionsOpened, base, v.connections_opened as f64);

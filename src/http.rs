@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::daemon::Shared;
+use crate::webconfig::WebConfig;
 
 /// Most HTTP connections served at once; more are closed on accept. Far
 /// above what a few Prometheus servers need, low enough that a flood of
@@ -56,9 +57,20 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            // The web config current when the connection arrived serves all
+            // of it; a reload applies to the next connection.
+            let web = shared.web();
+            let stream = match crate::webconfig::accept(&web, stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req)) }
+                let web = web.clone();
+                async move { Ok::<_, Infallible>(guarded(&shared, web, req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -69,6 +81,42 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             drop(permit);
         });
     }
+}
+
+/// Rate limit and basic auth from the web config (every path, health
+/// checks included, as exporter-toolkit does), then the handler; the
+/// config's extra headers go on every response.
+async fn guarded(
+    shared: &Shared,
+    web: Arc<WebConfig>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut resp = if !web.allow_request() {
+        respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            "text/plain",
+            "rate limit exceeded\n",
+        )
+    } else {
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        match web.clone().authorize_async(header).await {
+            Ok(()) => handle(shared, req),
+            Err(_) => {
+                let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+                for (k, v) in crate::webconfig::unauthorized_response_headers() {
+                    r.headers_mut().insert(k, v);
+                }
+                r
+            }
+        }
+    };
+    for (k, v) in web.headers() {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
 }
 
 fn respond(

@@ -1011,36 +1011,8 @@ fn parse_basic(header: Option<&str>) -> Result<(Vec<u8>, Vec<u8>), AuthError> {
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`).
 fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    if input.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let chunks = input.chunks(4);
-    let n = chunks.len();
-    for (i, chunk) in chunks.enumerate() {
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != n) {
-            return None;
-        }
-        let mut acc = 0u32;
-        for &c in &chunk[..4 - pad] {
-            acc = (acc << 6) | value(c)?;
-        }
-        acc <<= 6 * pad as u32;
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..4 - pad]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(input).ok()
 }
 
 // -- basic auth state --------------------------------------------------------
@@ -1875,17 +1847,22 @@ impl fmt::Debug for WebConfigWatcher {
 
 impl WebConfigWatcher {
     /// `initial` is the config just loaded from `path`.
-    pub fn new(path: PathBuf, initial: WebConfig) -> Self {
+    pub fn new(path: PathBuf, initial: impl Into<Arc<WebConfig>>) -> Self {
         Self::with_poll_interval(path, initial, POLL_INTERVAL)
     }
 
     /// As [`new`](Self::new) with another poll interval (tests).
-    pub fn with_poll_interval(path: PathBuf, initial: WebConfig, poll_interval: Duration) -> Self {
+    pub fn with_poll_interval(
+        path: PathBuf,
+        initial: impl Into<Arc<WebConfig>>,
+        poll_interval: Duration,
+    ) -> Self {
+        let initial: Arc<WebConfig> = initial.into();
         let fingerprint = fingerprint(&path, initial.watched_files());
         WebConfigWatcher {
             path,
             poll_interval,
-            current: RwLock::new(Arc::new(initial)),
+            current: RwLock::new(initial),
             fingerprint: Mutex::new(fingerprint),
             generation: AtomicU64::new(0),
         }
