@@ -267,9 +267,11 @@ pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
 pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
     let views = views(nodes, ctx.hit_window);
     let mut out = Out::default();
+    // On /scrape too: the alerts join the poll interval on (job, instance)
+    // and look for build_info to tell the exporter is there.
+    out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    out.push(F::PollInterval, &[], ctx.poll_interval);
     if ctx.only_addr.is_none() {
-        out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-        out.push(F::PollInterval, &[], ctx.poll_interval);
         if let Some(t) = ctx.tasks {
             out.push(F::Tasks, &[], t as f64);
         }

@@ -119,10 +119,18 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
         let (st, body) = d.get(&format!("/scrape?target={addr}"));
         assert_eq!(st, 200);
         let one = parse_metrics(&body);
+        // Only this node's series, plus the exporter's two global ones
+        // that alerts need per scrape target.
         assert!(
-            one.iter().all(|s| s.label("addr") == Some(addr)),
+            one.iter().all(|s| s.label("addr") == Some(addr)
+                || [
+                    "redis_vitals_build_info",
+                    "redis_vitals_poll_interval_seconds"
+                ]
+                .contains(&s.name.as_str())),
             "/scrape leaked other nodes"
         );
+        assert!(find_value(&one, "redis_vitals_build_info", &[]).is_some());
         assert_eq!(
             find_value(&one, "redis_cluster_slots_ok", &[]),
             Some(16384.0)
