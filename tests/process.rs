@@ -266,18 +266,34 @@ fn full_output_passes_promtool_check_metrics() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let r = spawn(&["--redis.addr", "127.0.0.1:1", "--log.format", "json", "--log.level", "debug"], &[]);
+    let r = spawn(
+        &[
+            "--redis.addr",
+            "127.0.0.1:1",
+            "--log.format",
+            "json",
+            "--log.level",
+            "debug",
+        ],
+        &[],
+    );
     let addr = r.addr;
-    wait_until(Duration::from_secs(10), "the unreachable node to be polled", || {
-        (http_get(addr, "/-/ready").0 == 200).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the unreachable node to be polled",
+        || (http_get(addr, "/-/ready").0 == 200).then_some(()),
+    );
     let (logs, status) = terminate(r);
     assert!(status.success());
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 3, "{logs}");
     for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v.get("level").is_some() && v.get("message").is_some(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
     }
     assert!(logs.contains("\"reason\":\"connect\""), "{logs}");
 }
