@@ -39,5 +39,57 @@ fn render(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, render);
+/// A full /metrics render of `n` nodes, each holding the master fixture.
+fn render_fleet(c: &mut Criterion) {
+    use std::sync::Arc;
+    let info = redis_vitals::info::parse_info(&fixture());
+    let obs = Arc::new(redis_vitals::state::Observation {
+        at: std::time::Instant::now(),
+        maxclients: info.u64("maxclients"),
+        info,
+        cluster_info: None,
+        cluster_nodes: None,
+        denied: Vec::new(),
+    });
+    for n in [100usize, 500] {
+        let nodes: Vec<Arc<redis_vitals::state::NodeState>> = (0..n)
+            .map(|i| {
+                let target = redis_vitals::target::Target {
+                    endpoint: redis_vitals::target::Endpoint::Tcp {
+                        host: "127.0.0.1".into(),
+                        port: 10000 + i as u16,
+                    },
+                    addr: format!("127.0.0.1:{}", 10000 + i),
+                    db: 0,
+                    user: None,
+                    password: None,
+                    cluster: String::new(),
+                    maxclients_override: None,
+                    config_command: None,
+                    discovered: false,
+                    tls: None,
+                };
+                let text = redis_vitals::exposition::render_node(&obs, &target.addr, "");
+                let node = Arc::new(redis_vitals::state::NodeState::new(target));
+                node.status().last = Some(obs.clone());
+                node.status().rendered = Some(Arc::new(text));
+                node
+            })
+            .collect();
+        let ctx = redis_vitals::exposition::RenderContext {
+            clock: redis_vitals::clock::Clock::new(),
+            hit_window: 60.0,
+            poll_interval: 5.0,
+            only_addr: None,
+            topology: Arc::new(Vec::new()),
+            process: Vec::new(),
+            tasks: None,
+        };
+        c.bench_function(&format!("render/{n}-nodes"), |b| {
+            b.iter(|| redis_vitals::exposition::render(std::hint::black_box(&nodes), &ctx))
+        });
+    }
+}
+
+criterion_group!(benches, parse, render, render_fleet);
 criterion_main!(benches);

@@ -169,10 +169,16 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 failures = 0;
                 let counters = Counters::from_info(&obs.info);
                 let at = ctx.clock.secs(obs.at);
+                // Render the node's series here, off the scrape path and
+                // outside the lock; scrapes only copy the text.
+                let label = node.status().cluster.clone();
+                let rendered = crate::exposition::render_node(&obs, &node.target.addr, &label);
                 let mut st = node.status();
                 st.history
                     .record(at, &counters, ctx.hit_window, ctx.lag_history);
                 st.last = Some(Arc::new(obs));
+                // A relabel by discovery in between wins at the next poll.
+                st.rendered = Some(Arc::new(rendered));
                 st.last_error = None;
                 st.last_success = Some(Instant::now());
                 st.last_poll_duration = Some(took);
@@ -203,6 +209,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 }
                 let mut st = node.status();
                 st.last = None;
+                st.rendered = None;
                 st.last_poll_duration = Some(took);
                 *st.errors_total.entry(e.reason).or_insert(0) += 1;
                 st.last_error = Some(e);

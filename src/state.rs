@@ -38,6 +38,9 @@ pub struct NodeStatus {
     /// Latest successful observation; cleared when a poll fails so that no
     /// stale value is presented as current.
     pub last: Option<Arc<Observation>>,
+    /// `last`'s series, pre-rendered with the node's labels (see
+    /// exposition::render_node); set and cleared together with `last`.
+    pub rendered: Option<Arc<crate::exposition::NodeText>>,
     pub last_error: Option<PollError>,
     pub last_success: Option<Instant>,
     pub last_poll_duration: Option<Duration>,

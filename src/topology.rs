@@ -457,6 +457,11 @@ pub fn refresh(shared: &Shared) {
             if *st.cluster != *g.name {
                 tracing::info!(addr = %node.target.addr, cluster = %g.name, "node belongs to cluster");
                 st.cluster = Arc::from(g.name.as_str());
+                // Re-label the pre-rendered series now, not at the next poll.
+                if let Some(obs) = st.last.clone() {
+                    let text = crate::exposition::render_node(&obs, &node.target.addr, &g.name);
+                    st.rendered = Some(Arc::new(text));
+                }
             }
         }
         // Credentials and settings for new nodes come from a member of the
