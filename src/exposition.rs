@@ -729,7 +729,8 @@ mod tests {
     /// on the same samples, escapes and special values included.
     #[test]
     fn writer_matches_the_prometheus_crate() {
-        let samples: Vec<(F, Vec<(&str, &str)>, f64)> = vec![
+        type Sample<'a> = (F, Vec<(&'a str, &'a str)>, f64);
+        let samples: Vec<Sample> = vec![
             (F::Up, vec![("addr", "h:1"), ("cluster", "")], 1.0),
             (F::Up, vec![("addr", "h:2"), ("cluster", "c")], 0.0),
             (
