@@ -474,7 +474,7 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
         out.push(F::CommandDenied, &[base[0], base[1], ("command", cmd)], 1.0);
     }
 
-    for c in &info.commands {
+    for c in info.commands.iter() {
         let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
         out.push(F::Commands, &l, c.calls as f64);
         out.push(F::CommandsDuration, &l, usec_to_seconds(c.usec as f64));
@@ -492,7 +492,7 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
             *count as f64,
         );
     }
-    for l in &info.latencies {
+    for l in info.latencies.iter() {
         for (q, usec) in &l.percentiles {
             out.push(
                 F::Latency,

@@ -38,9 +38,9 @@ pub struct PollContext {
     pub topology_gen: Arc<AtomicU64>,
 }
 
-/// Sections asked from servers that accept several (Redis/Valkey 7.0+):
-/// everything the metrics use, and not `modules`/`keysizes`, which cost
-/// server time and feed no metric.
+/// Sections asked every poll from servers that accept several (Redis and
+/// Valkey 7.0+): what the metrics use, without `modules`/`keysizes` (no
+/// metric) and without the costly [`DETAIL_SECTIONS`].
 const INFO_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -49,12 +49,25 @@ const INFO_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
-    "commandstats",
     "errorstats",
-    "latencystats",
     "cluster",
     "keyspace",
 ];
+
+/// Sections asked every `poll.detail-interval` only: per-command counters
+/// and latency percentiles, the bulk of INFO's cost on the server.
+const DETAIL_SECTIONS: &[&str] = &["commandstats", "latencystats"];
+
+/// The detail sections last read, carried into the polls that skip them.
+#[derive(Debug, Clone)]
+struct Detail {
+    at: Instant,
+    commands: Arc<Vec<crate::info::CommandStat>>,
+    latencies: Arc<Vec<crate::info::LatencyStat>>,
+    /// Only carried for servers before 7.0, whose cheap `INFO` (default
+    /// sections) lacks errorstats.
+    errors: Vec<(String, u64)>,
+}
 
 /// What we learned about a server, kept until its `run_id` changes so that
 /// unsupported commands are probed once, not every poll.
@@ -69,6 +82,7 @@ struct Capabilities {
     config_maxclients: Option<u64>,
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
+    detail: Option<Detail>,
     /// Commands the server refused with NOPERM, and when: skipped until
     /// `poll.config-refresh` has passed, so an ACL that forbids them does
     /// not add an error reply to the server's counters every poll.
@@ -299,14 +313,24 @@ async fn poll_commands(
         return Err(PollError::new(Reason::Connect, "no connection"));
     };
 
+    let detailed = caps
+        .detail
+        .as_ref()
+        .is_none_or(|d| d.at.elapsed() >= ctx.poll.detail_interval);
     let mut info_cmd = redis::cmd("INFO");
     if caps.multi_section_info {
         for s in INFO_SECTIONS {
             info_cmd.arg(*s);
         }
-    } else {
+        if detailed {
+            for s in DETAIL_SECTIONS {
+                info_cmd.arg(*s);
+            }
+        }
+    } else if detailed {
         // Older servers take one section name; "all" is everything but
-        // modules on every version we support.
+        // modules on every version we support. Without an argument they
+        // answer the default sections, without the detail ones.
         info_cmd.arg("all");
     }
     let text: String = info_cmd
@@ -319,11 +343,33 @@ async fn poll_commands(
         return Err(PollError::new(Reason::Protocol, "INFO reply has no fields"));
     }
 
+    let mut info = info;
     let run_id = info.get("run_id").map(str::to_string);
     if caps.run_id != run_id {
-        // A new server process (or the first reply): learn what it supports.
-        *caps = detect(&info);
+        // A new server process (or the first reply): learn what it supports
+        // (its counters restarted, so carried details are dropped too).
+        let fresh = detect(&info);
+        let need_detail = !detailed;
+        *caps = fresh;
         caps.run_id = run_id;
+        if need_detail {
+            // This reply lacks the detail sections; the next poll asks.
+            caps.detail = None;
+        }
+    }
+    if detailed {
+        caps.detail = Some(Detail {
+            at,
+            commands: info.commands.clone(),
+            latencies: info.latencies.clone(),
+            errors: info.errors.clone(),
+        });
+    } else if let Some(d) = &caps.detail {
+        info.commands = d.commands.clone();
+        info.latencies = d.latencies.clone();
+        if !caps.multi_section_info {
+            info.errors = d.errors.clone();
+        }
     }
 
     // Dragonfly spells it max_clients.
@@ -416,6 +462,7 @@ fn detect(info: &Info) -> Capabilities {
         config_maxclients: None,
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
+        detail: None,
         denied: Default::default(),
     }
 }

@@ -294,3 +294,36 @@ fn readiness_waits_for_every_node() {
     assert_eq!(status, 405);
     assert_eq!(d.get("/nope").0, 404);
 }
+
+#[test]
+fn detail_sections_are_carried_between_detail_polls() {
+    let redis = RedisServer::start(&[]);
+    let a = redis.addr();
+    let d = TestDaemon::start(&["--redis.addr", &a, "--poll.detail-interval", "2s"]);
+    let set = [("addr", a.as_str()), ("cmd", "set")];
+    d.wait_value(WAIT, "redis_vitals_polls_total", &[("addr", &a)], |v| {
+        v >= 2.0
+    });
+    redis.cli(&["SET", "k", "v"]);
+    let started = std::time::Instant::now();
+    let mut seen_cheap_polls = 0;
+    // Every scrape in between still has the per-command series (carried
+    // from the last detail poll), and the SET shows within one detail
+    // interval plus a poll.
+    let calls = common::wait_until(Duration::from_secs(5), "the SET in commandstats", || {
+        let m = d.metrics();
+        assert!(
+            find_value(&m, "redis_commands_total", &[("addr", &a), ("cmd", "info")]).is_some(),
+            "per-command series vanished between detail polls"
+        );
+        seen_cheap_polls += 1;
+        find_value(&m, "redis_commands_total", &set)
+    });
+    assert_eq!(calls, 1.0);
+    assert!(
+        started.elapsed() < Duration::from_millis(2800),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(seen_cheap_polls > 1);
+}
