@@ -71,6 +71,10 @@ const HEALTHY_CYCLES: usize = 10;
 
 /// Exporter flags shared by both tests: 500 ms polls as in production
 /// dashboards' worst case, the deadline as long as the interval allows.
+///
+/// Per-command sections every poll too (production default: every 30 s):
+/// the tests have well under a minute of data, and the per-command rate
+/// panels need two different samples inside their window.
 const EXPORTER_POLL: &[&str] = &[
     "--poll.interval",
     "500ms",
@@ -78,6 +82,8 @@ const EXPORTER_POLL: &[&str] = &[
     "500ms",
     "--poll.max-backoff",
     "1s",
+    "--poll.detail-interval",
+    "500ms",
 ];
 
 // ---------------------------------------------------------------------------
