@@ -291,6 +291,9 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Longest duration any setting takes: nothing useful polls less often,
+/// and it keeps every schedule's clock arithmetic far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Shortest interval we accept: below this the exporter would be a load
 /// generator, not a monitor.
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -342,15 +345,24 @@ impl Config {
             None => FileConfig::default(),
         };
 
-        let dur =
-            |flag: Option<Duration>, file: &Option<String>, key: &str, default: Duration| match (
-                flag, file,
-            ) {
-                (Some(d), _) => Ok(d),
+        let dur = |flag: Option<Duration>, file: &Option<String>, key: &str, default: Duration| {
+            let d = match (flag, file) {
+                (Some(d), _) => d,
                 (None, Some(s)) => humantime::parse_duration(s)
-                    .map_err(|e| err(key, format!("invalid duration {s:?}: {e}"))),
-                (None, None) => Ok(default),
+                    .map_err(|e| err(key, format!("invalid duration {s:?}: {e}")))?,
+                (None, None) => default,
             };
+            if d > MAX_DURATION {
+                return Err(err(
+                    key,
+                    format!(
+                        "must be at most {}",
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
         let poll = PollSettings {
             interval: dur(
                 flags.poll_interval,
@@ -433,7 +445,7 @@ impl Config {
             "signals.lag-history",
             DEFAULT_LAG_HISTORY,
         )?;
-        if lag_history < poll.interval * 2 {
+        if lag_history < poll.interval.saturating_mul(2) {
             return Err(err(
                 "signals.lag-history",
                 "must be at least twice poll.interval",

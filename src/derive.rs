@@ -231,10 +231,11 @@ pub fn lag_bytes(master_offset: u64, replica_ack_offset: u64) -> u64 {
 /// added. `None` when no limit is known.
 pub fn clients_saturation(info: &Info, maxclients: Option<u64>) -> Option<f64> {
     let limit = maxclients.filter(|m| *m > 0)?;
-    let used = info.u64("connected_clients")?
-        + info.u64("connected_slaves").unwrap_or(0)
-        + info.u64("cluster_connections").unwrap_or(0);
-    Some(used as f64 / limit as f64)
+    // In f64: a hostile server's counts must not overflow a sum.
+    let used = info.u64("connected_clients")? as f64
+        + info.u64("connected_slaves").unwrap_or(0) as f64
+        + info.u64("cluster_connections").unwrap_or(0) as f64;
+    Some(used / limit as f64)
 }
 
 /// used_memory / maxmemory; `None` when maxmemory is 0 (unlimited).

@@ -190,24 +190,29 @@ fn percent_encoding_decode(s: &str) -> Option<String> {
 }
 
 /// A URL with any password replaced by `****`, for messages that must name
-/// which configured address is wrong.
+/// which configured address is wrong. Everything between the userinfo's
+/// first `:` and the last `@` is hidden, whatever it contains (`://`, `@`).
 pub fn redact_url(input: &str) -> String {
-    match input.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:****@{host}")
-                } else {
-                    format!("{scheme}://{user}@{host}")
-                }
-            }
-            None => input.to_string(),
-        },
-        None => match input.rsplit_once('@') {
-            Some((_, host)) => format!("****@{host}"),
-            None => input.to_string(),
-        },
+    let Some(at) = input.rfind('@') else {
+        return input.to_string();
+    };
+    let (before, host) = (&input[..at], &input[at + 1..]);
+    let scheme_end = before.find("://").filter(|&i| {
+        i > 0
+            && before[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let (scheme, userinfo) = match scheme_end {
+        Some(i) => (&before[..i + 3], &before[i + 3..]),
+        None => ("", before),
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}{user}:****@{host}"),
+        // `scheme://user@host` names a user; a bare `secret@host` may be a
+        // password typed in the wrong place.
+        None if scheme.is_empty() => format!("****@{host}"),
+        None => format!("{scheme}{userinfo}@{host}"),
     }
 }
 
@@ -264,5 +269,8 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h:1"), "redis://:****@h:1");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
         assert_eq!(redact_url("pw@h:1"), "****@h:1");
+        assert_eq!(redact_url("alice:p://w@host:6379"), "alice:****@host:6379");
+        assert_eq!(redact_url("redis://u:p@ss@h:1"), "redis://u:****@h:1");
+        assert_eq!(redact_url("redis://u@h:1"), "redis://u@h:1");
     }
 }
