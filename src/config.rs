@@ -35,8 +35,9 @@ pub const DEFAULT_CONFIG_REFRESH: Duration = Duration::from_secs(300);
 /// and alerts that use rates over minutes.
 pub const DEFAULT_DETAIL_INTERVAL: Duration = Duration::from_secs(30);
 /// Longest reconnect backoff: a node that is down for long is retried at
-/// least this often.
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// least this often, so its recovery shows within ~10 s (the soak measured
+/// up to 34 s with 30 s); a refused connect costs next to nothing.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Default hit-ratio window, as the issue asks: long enough to hold several
 /// polls, short enough to show a cache going cold within minutes.
 pub const DEFAULT_HIT_RATIO_WINDOW: Duration = Duration::from_secs(60);
@@ -116,7 +117,7 @@ pub struct Flags {
     /// How often commandstats and latencystats are read (default 30s; = poll.interval for every poll).
     #[arg(long = "poll.detail-interval", value_parser = parse_duration_arg)]
     pub poll_detail_interval: Option<Duration>,
-    /// Longest wait between reconnect attempts to a down node (default 30s).
+    /// Longest wait between reconnect attempts to a down node (default 10s).
     #[arg(long = "poll.max-backoff", value_parser = parse_duration_arg)]
     pub poll_max_backoff: Option<Duration>,
     /// Sliding window of redis_keyspace_hit_ratio (default 1m).
