@@ -487,25 +487,31 @@ def wait_http(scraper, path, want_status, deadline_s, proc, what):
 
 
 def parse_vitals_self(body):
-    """Per-node exporter self metrics from a /metrics body."""
-    polls, dur, age, conns, up = {}, {}, {}, {}, {}
+    """Per-node exporter self metrics from a /metrics body, and each node's
+    `redis_commands_total{cmd="info"}`: commandstats are read only on detail
+    polls (poll.detail-interval) and carried in between, so that value
+    changes exactly when a detail poll has landed."""
+    polls, dur, age, conns, up, info_calls = {}, {}, {}, {}, {}, {}
     wanted = (
         (b"redis_vitals_polls_total{", polls),
         (b"redis_vitals_poll_duration_seconds{", dur),
         (b"redis_vitals_last_success_age_seconds{", age),
         (b"redis_vitals_connections_opened_total{", conns),
         (b"redis_up{", up),
+        (b"redis_commands_total{", info_calls),
     )
     for line in body.split(b"\n"):
         if not line.startswith(b"redis_"):
             continue
         for prefix, d in wanted:
             if line.startswith(prefix):
+                if d is info_calls and b'cmd="info"' not in line:
+                    break
                 i = line.find(b'addr="')
                 j = line.find(b'"', i + 6)
                 d[line[i + 6 : j]] = float(line.rsplit(b" ", 1)[1])
                 break
-    return polls, dur, age, conns, up
+    return polls, dur, age, conns, up, info_calls
 
 
 def pct(values, q):
@@ -572,7 +578,7 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
                 f.write("concurrency = %d\n" % args.poll_concurrency)
             f.write('\n[web]\nlisten-address = "127.0.0.1:%d"\n' % http_port)
             f.write('\n[log]\nlevel = "warn"\n')
-        argv = [args.vitals_bin, "--config.file", cfg]
+        argv = [args.vitals_bin, "--config.file", cfg] + args.vitals_arg
         proc = spawn(argv, "redis-vitals", log_path)
         ready_path = "/-/ready"
     else:
@@ -590,6 +596,10 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
         lat, sizes, failures = [], [], [0]
         vitals_samples = {"dur": [], "fleet_work": [], "max_age": [], "polls": [], "conns": []}
         last_polls = {}
+        # Detail polls (commandstats + latencystats asked) seen in the
+        # measured scrapes, and all polls over the same scrape span.
+        last_info_calls = {}
+        detail = {"detail_polls": 0, "span_polls": 0}
         measuring = [False]
         if kind == "peer":
             pool = concurrent.futures.ThreadPoolExecutor(
@@ -607,8 +617,15 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
                 if st != 200:
                     failures[0] += 1
                     return
-                polls, dur, age, conns, up = parse_vitals_self(body)
+                polls, dur, age, conns, up, info_calls = parse_vitals_self(body)
                 if measuring[0]:
+                    for a, v in info_calls.items():
+                        if a in last_info_calls and last_info_calls[a] != v:
+                            detail["detail_polls"] += 1
+                    for a, p in polls.items():
+                        if a in last_polls:
+                            detail["span_polls"] += int(p - last_polls[a])
+
                     lat.append(dt)
                     sizes.append(len(body))
                     if sum(1 for v in up.values() if v == 1.0) != n:
@@ -623,6 +640,8 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
                     vitals_samples["conns"].append(sum(conns.values()))
                 last_polls.clear()
                 last_polls.update(polls)
+                last_info_calls.clear()
+                last_info_calls.update(info_calls)
             else:
                 futs = [pool.submit(peer_one, t) for t in targets]
                 for f in futs:
@@ -739,6 +758,8 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
             res["max_age_s"] = max(s["max_age"]) if s["max_age"] else float("nan")
             res["polls_seen"] = (s["polls"][-1] - s["polls"][0]) if len(s["polls"]) > 1 else 0
             res["vitals_reconnects"] = (s["conns"][-1] - s["conns"][0]) if len(s["conns"]) > 1 else 0
+            res["detail_polls"] = detail["detail_polls"]
+            res["span_polls"] = detail["span_polls"]
         return res
     finally:
         if pool is not None:
@@ -843,6 +864,10 @@ def table(n, vruns, pruns, args, idle_ns):
     lines.append(
         "| vitals: reconnects in window (connections_opened delta) | %s | | |"
         % fmt(med(vruns, "vitals_reconnects"), 0)
+    )
+    lines.append(
+        "| vitals: detail polls (commandstats+latencystats) / all polls in window, per run | %s | | |"
+        % ", ".join("%d / %d" % (r.get("detail_polls", 0), r.get("span_polls", 0)) for r in vruns)
     )
     lines.append("")
     # Per-command Redis cost, median run of each exporter.
@@ -975,6 +1000,10 @@ def main():
     ap.add_argument("--redis-hz", type=int, default=10, help="redis-server hz (default 10, Redis's own default)")
     ap.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip as Prometheus does (default off)")
     ap.add_argument("--peer-arg", action="append", default=[], help="extra flag for the peer (repeatable)")
+    ap.add_argument(
+        "--vitals-arg", action="append", default=[],
+        help="extra flag for redis-vitals, e.g. --vitals-arg=--poll.detail-interval=1s (repeatable)",
+    )
     ap.add_argument("--vitals-bin", default=DEFAULT_VITALS)
     ap.add_argument("--peer-bin", default=DEFAULT_PEER)
     ap.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
@@ -1066,11 +1095,12 @@ def main():
                     raw.append(r)
                     print(
                         "N=%d run %d %-6s: cpu %.1f µs/coll (%s), redis %.1f µs/coll, proc %.1f µs/coll, conns %.3f/coll, "
-                        "p50 %.2f ms p99 %.2f ms, rss %.1f MiB, %d collections, %d overruns, %d failures"
+                        "p50 %.2f ms p99 %.2f ms, rss %.1f MiB, %d collections, %d overruns, %d failures%s"
                         % (
                             n, run, kind, r["cpu_us_per_coll"], r["cpu_src"], r["redis_usec_per_coll"],
                             r["redis_proc_us_per_coll"], r["conns_per_coll"], r["lat_p50_ms"], r["lat_p99_ms"],
                             r["rss_kib"] / 1024, r["collections"], r["overruns"], r["failures"],
+                            ", detail polls %d of %d" % (r["detail_polls"], r["span_polls"]) if kind == "vitals" else "",
                         ),
                         file=sys.stderr,
                         flush=True,
