@@ -887,7 +887,8 @@ def table(n, vruns, pruns, args, idle_ns):
         vu = statistics.median([r["per_cmd"].get(c, (0, 0))[1] for r in vruns])
         pc = statistics.median([r["per_cmd"].get(c, (0, 0))[0] for r in pruns])
         pu = statistics.median([r["per_cmd"].get(c, (0, 0))[1] for r in pruns])
-        lines.append("| %s | %.3f | %.1f | %.3f | %.1f |" % (c, vc, vu, pc, pu))
+        # Subcommands are named "config|get": escape the pipe for Markdown tables.
+        lines.append("| %s | %.3f | %.1f | %.3f | %.1f |" % (c.replace("|", "\\|"), vc, vu, pc, pu))
     lines.append("")
     srcs = sorted(set(r["cpu_src"] for r in vruns + pruns))
     lines.append(

@@ -316,7 +316,11 @@ async fn poll_commands(
     let detailed = caps
         .detail
         .as_ref()
-        .is_none_or(|d| d.at.elapsed() >= ctx.poll.detail_interval);
+        // Half an interval of slack: `d.at` is when the last detail reply
+        // arrived, later than that poll's scheduled start, so without it a
+        // detail interval equal to the poll interval would skip every other
+        // poll (and 30 s would mean every 31st poll).
+        .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
     let mut info_cmd = redis::cmd("INFO");
     if caps.multi_section_info {
         for s in INFO_SECTIONS {

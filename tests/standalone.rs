@@ -327,3 +327,33 @@ fn detail_sections_are_carried_between_detail_polls() {
     );
     assert!(seen_cheap_polls > 1);
 }
+
+#[test]
+fn detail_interval_equal_to_poll_interval_reads_details_every_poll() {
+    let redis = RedisServer::start(&[]);
+    let a = redis.addr();
+    let d = TestDaemon::start(&["--redis.addr", &a, "--poll.detail-interval", "300ms"]);
+    d.wait_value(WAIT, "redis_vitals_polls_total", &[("addr", &a)], |v| {
+        v >= 2.0
+    });
+    // Every poll must carry fresh commandstats: each new poll shows a
+    // higher count of the exporter's own `info` calls. A detail read only
+    // every other poll leaves the count unchanged across some polls.
+    let mut last = (0.0, 0.0);
+    for _ in 0..8 {
+        let polls = last.0;
+        let (p, info) = common::wait_until(WAIT, "a new poll", || {
+            let m = d.metrics();
+            let p = find_value(&m, "redis_vitals_polls_total", &[("addr", &a)])?;
+            let info = find_value(&m, "redis_commands_total", &[("addr", &a), ("cmd", "info")])?;
+            (p > polls).then_some((p, info))
+        });
+        if last.0 > 0.0 {
+            assert!(
+                info > last.1,
+                "after poll {p} the info count stayed at {info}"
+            );
+        }
+        last = (p, info);
+    }
+}
