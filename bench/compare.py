@@ -21,6 +21,7 @@ Run:          python3 bench/compare.py --nodes 1,10,100 --rounds 20 --runs 3
 """
 
 import argparse
+import resp  # noqa: E402  (bench/resp.py, beside this script)
 import concurrent.futures
 import ctypes
 import datetime
@@ -213,57 +214,9 @@ def proc_status_kib(pid, key):
 # ---------------------------------------------------------------------------
 
 
-class Resp:
-    def __init__(self, port, timeout=10.0):
-        self.port = port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rf = self.sock.makefile("rb")
-
-    @staticmethod
-    def encode(*args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            if not isinstance(a, bytes):
-                a = str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(parts)
-
-    def send(self, cmds):
-        self.sock.sendall(b"".join(self.encode(*c) for c in cmds))
-
-    def read(self):
-        line = self.rf.readline()
-        if not line:
-            raise BenchError("redis :%d closed the harness connection" % self.port)
-        t, body = line[:1], line[1:-2]
-        if t == b"+":
-            return body
-        if t == b"-":
-            raise BenchError("redis :%d error: %s" % (self.port, body.decode(errors="replace")))
-        if t == b":":
-            return int(body)
-        if t == b"$":
-            n = int(body)
-            if n < 0:
-                return None
-            data = self.rf.read(n + 2)
-            return data[:-2]
-        if t == b"*":
-            n = int(body)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise BenchError("redis :%d: unexpected reply %r" % (self.port, line[:40]))
-
-    def call(self, *args):
-        self.send([args])
-        return self.read()
-
-    def close(self):
-        try:
-            self.rf.close()
-            self.sock.close()
-        except OSError:
-            pass
+def Resp(port, timeout=10.0):
+    """A harness connection to one node (see resp.py)."""
+    return resp.Resp(port, timeout, BenchError)
 
 
 def parse_info(text):

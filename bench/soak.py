@@ -58,6 +58,7 @@ Run:  python3 bench/soak.py --minutes 30 --csv /tmp/soak.csv
 """
 
 import argparse
+import resp  # noqa: E402  (bench/resp.py, beside this script)
 import ctypes
 import datetime
 import http.client
@@ -183,53 +184,9 @@ def on_signal(signum, _frame):
 # ---------------------------------------------------------------------------
 
 
-class Resp:
-    def __init__(self, port, timeout=5.0):
-        self.port = port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.rf = self.sock.makefile("rb")
-
-    @staticmethod
-    def encode(*args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            if not isinstance(a, bytes):
-                a = str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(parts)
-
-    def send(self, cmds):
-        self.sock.sendall(b"".join(self.encode(*c) for c in cmds))
-
-    def read(self):
-        line = self.rf.readline()
-        if not line:
-            raise SoakError("redis :%d closed the connection" % self.port)
-        t, body = line[:1], line[1:-2]
-        if t == b"+":
-            return body
-        if t == b"-":
-            raise SoakError("redis :%d error: %s" % (self.port, body.decode(errors="replace")))
-        if t == b":":
-            return int(body)
-        if t == b"$":
-            n = int(body)
-            return None if n < 0 else self.rf.read(n + 2)[:-2]
-        if t == b"*":
-            n = int(body)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise SoakError("redis :%d: unexpected reply %r" % (self.port, line[:40]))
-
-    def call(self, *args):
-        self.send([args])
-        return self.read()
-
-    def close(self):
-        try:
-            self.rf.close()
-            self.sock.close()
-        except OSError:
-            pass
+def Resp(port, timeout=5.0):
+    """A harness connection to one node (see resp.py)."""
+    return resp.Resp(port, timeout, SoakError)
 
 
 def seed(port, i):

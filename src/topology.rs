@@ -526,6 +526,15 @@ mod tests {
         parse_cluster_nodes(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// The address of the node that produced `view`.
+    fn myself_addr(view: &[NodeLine]) -> String {
+        view.iter()
+            .find(|l| l.flags.myself)
+            .unwrap()
+            .addr()
+            .unwrap()
+    }
+
     fn member<'a>(
         addr: &'a str,
         seed: Option<usize>,
@@ -545,19 +554,9 @@ mod tests {
     #[test]
     fn healthy_cluster_from_one_seed() {
         let view = fixture("redis-7.0.15-cluster-nodes-ok.txt");
-        let me = view
-            .iter()
-            .find(|l| l.flags.myself)
-            .unwrap()
-            .addr()
-            .unwrap();
+        let me = myself_addr(&view);
         let members = [member(&me, Some(0), Some("master"), Some(&view))];
         let groups = build(&members);
-        tracing::trace!(
-            members = members.len(),
-            groups = groups.len(),
-            "cluster views merged"
-        );
         assert_eq!(groups.len(), 1);
         let g = &groups[0];
         assert_eq!(
@@ -586,12 +585,7 @@ mod tests {
     fn failover_keeps_the_shard_and_flags_the_dead_master() {
         let before = fixture("redis-7.0.15-cluster-nodes-ok.txt");
         let after = fixture("redis-7.0.15-cluster-nodes-failover-done.txt");
-        let me = after
-            .iter()
-            .find(|l| l.flags.myself)
-            .unwrap()
-            .addr()
-            .unwrap();
+        let me = myself_addr(&after);
         let g0 = &build(&[member(&me, Some(0), Some("master"), Some(&before))])[0];
         let g1 = &build(&[member(&me, Some(0), Some("master"), Some(&after))])[0];
         let failed = g1
@@ -617,12 +611,7 @@ mod tests {
         let pfail = fixture("redis-7.0.15-cluster-nodes-pfail.txt");
         let ok = fixture("redis-7.0.15-cluster-nodes-ok.txt");
         let suspect = pfail.iter().find(|l| l.flags.pfail).unwrap().id.clone();
-        let me = pfail
-            .iter()
-            .find(|l| l.flags.myself)
-            .unwrap()
-            .addr()
-            .unwrap();
+        let me = myself_addr(&pfail);
         // One peer suspects it: a majority of one.
         let g = &build(&[member(&me, Some(0), Some("master"), Some(&pfail))])[0];
         assert!(g.nodes.iter().find(|n| n.node_id == suspect).unwrap().pfail);
@@ -656,12 +645,7 @@ mod tests {
     #[test]
     fn handshake_nodes_are_not_polled_and_forgotten_nodes_go() {
         let view = fixture("redis-7.0.15-cluster-nodes-migrating-handshake-hostnames.txt");
-        let me = view
-            .iter()
-            .find(|l| l.flags.myself)
-            .unwrap()
-            .addr()
-            .unwrap();
+        let me = myself_addr(&view);
         let g = &build(&[member(&me, Some(0), Some("master"), Some(&view))])[0];
         let handshake: Vec<_> = view.iter().filter(|l| l.flags.handshake).collect();
         assert!(!handshake.is_empty());
@@ -670,7 +654,7 @@ mod tests {
         }
         // A discovered node that only lists itself (forgotten by the others).
         let ok = fixture("redis-7.0.15-cluster-nodes-ok.txt");
-        let me_ok = ok.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let me_ok = myself_addr(&ok);
         let lonely_line = NodeLine {
             id: "f".repeat(40),
             ip: "127.0.0.1".into(),
@@ -698,7 +682,7 @@ mod tests {
     #[test]
     fn two_clusters_stay_apart_and_configured_names_win() {
         let a = fixture("redis-7.0.15-cluster-nodes-ok.txt");
-        let me = a.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let me = myself_addr(&a);
         let mut b = a.clone();
         for l in &mut b {
             l.id = l.id.replace(|c: char| c.is_ascii_digit(), "x");
@@ -708,7 +692,7 @@ mod tests {
                 .map(|m| m.replace(|c: char| c.is_ascii_digit(), "x"));
             l.port += 1000;
         }
-        let me_b = b.iter().find(|l| l.flags.myself).unwrap().addr().unwrap();
+        let me_b = myself_addr(&b);
         let mut m_b = member(&me_b, Some(1), Some("master"), Some(&b));
         m_b.configured_name = "sessions";
         let groups = build(&[member(&me, Some(0), Some("master"), Some(&a)), m_b]);
