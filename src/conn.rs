@@ -1,23 +1,22 @@
-//! Opening a connection to a node: TCP or Unix socket, optional TLS, and a
-//! byte budget on everything the server sends back.
+//! One connection to a node: TCP or Unix socket, optional TLS, AUTH and
+//! SELECT, then one command at a time with a byte budget on every poll.
 //!
-//! We build the stream ourselves and hand it to the redis crate's
-//! multiplexed connection (which does AUTH/SELECT and RESP framing). Owning
-//! the stream gives two things the crate does not: full control of TLS
-//! (CA file, client certificate, server name override, an explicit insecure
-//! mode), and a cap on reply size, so a hostile or broken server declaring
-//! a multi-gigabyte reply cannot make the exporter buffer it.
+//! We own the stream and the request/reply loop instead of using the redis
+//! crate's multiplexed connection. The poller sends one command and waits
+//! for its reply, so multiplexing bought nothing and cost the most of any
+//! part of a poll: a driver task, channels and a 16 KiB read buffer per
+//! node, kept for the connection's whole life (BENCHMARKS.md, "Where the
+//! exporter's CPU goes" and the memory profile). Here a poll borrows a
+//! buffer sized to its replies and frees it when done. Owning the stream
+//! also gives full control of TLS (CA file, client certificate, server
+//! name override, an explicit insecure mode) and a cap on reply size, so a
+//! hostile or broken server declaring a multi-gigabyte reply cannot make
+//! the exporter buffer it.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use redis::aio::MultiplexedConnection;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{PollError, Reason};
+use crate::resp::{self, Framer, Reply, RespError};
 use crate::target::{Endpoint, Target};
 
 /// Most bytes a node may send during one poll. The largest legitimate reply
@@ -26,144 +25,184 @@ use crate::target::{Endpoint, Target};
 /// what a hostile server can make us hold per node.
 pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Bytes a node may still send in the current poll.
-#[derive(Debug)]
-pub struct ReplyBudget {
-    remaining: AtomicUsize,
-    exceeded: AtomicBool,
-    /// The server closed the connection during this poll: the failure is an
-    /// I/O problem even when the decoder reports a truncated frame.
-    closed: AtomicBool,
-}
-
-impl ReplyBudget {
-    pub fn new() -> Arc<Self> {
-        Arc::new(ReplyBudget {
-            remaining: AtomicUsize::new(MAX_REPLY_BYTES),
-            exceeded: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    /// Called at the start of every poll.
-    pub fn reset(&self) {
-        self.remaining.store(MAX_REPLY_BYTES, Ordering::Relaxed);
-        self.exceeded.store(false, Ordering::Relaxed);
-        self.closed.store(false, Ordering::Relaxed);
-    }
-
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
-    }
-
-    pub fn closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
-    }
-
-    fn take(&self, n: usize) -> bool {
-        let ok = self
-            .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(n))
-            .is_ok();
-        if !ok {
-            self.exceeded.store(true, Ordering::Relaxed);
-        }
-        ok
-    }
-}
+/// Bytes asked of the socket per read: one read takes a cheap INFO reply
+/// (~4 KiB) whole, and stays below glibc's mmap threshold so the buffer
+/// comes from (and returns to) the heap.
+const READ_CHUNK: usize = 16 * 1024;
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-/// A stream whose reads draw on a [`ReplyBudget`]; once it is spent, reads
-/// fail and the poll ends with `reply_too_large`.
-struct Capped {
-    inner: Box<dyn Stream>,
-    budget: Arc<ReplyBudget>,
+/// An open, authenticated connection.
+pub struct Conn {
+    stream: Box<dyn Stream>,
+    /// Reply bytes read and not yet consumed; empty (no allocation)
+    /// between polls.
+    buf: Vec<u8>,
+    /// Bytes read since [`Conn::begin_poll`].
+    read_this_poll: usize,
 }
 
-impl AsyncRead for Capped {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                if n == 0 && buf.remaining() > 0 {
-                    self.budget.closed.store(true, Ordering::Relaxed);
-                }
-                if self.budget.take(n) {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Ready(Err(io::Error::other("reply exceeds the size cap")))
+impl Conn {
+    /// Connects, negotiates TLS when the target asks for it, authenticates
+    /// and selects the database. The caller's deadline bounds all of it.
+    pub async fn open(target: &Target) -> Result<Conn, PollError> {
+        let stream: Box<dyn Stream> = match &target.endpoint {
+            Endpoint::Tcp { host, port } => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| PollError::new(Reason::Connect, e.to_string()))?;
+                // Small request/reply exchanges: do not wait to coalesce.
+                let _ = tcp.set_nodelay(true);
+                match &target.tls {
+                    Some(tls) => {
+                        let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
+                            .map_err(|_| PollError::new(Reason::Tls, "invalid TLS server name"))?;
+                        let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|e| {
+                                PollError::new(Reason::Tls, format!("TLS handshake: {e}"))
+                            })?;
+                        Box::new(stream)
+                    }
+                    None => Box::new(tcp),
                 }
             }
-            other => other,
+            Endpoint::Unix { path } => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| PollError::new(Reason::Connect, e.to_string()))?,
+            ),
+        };
+        // The handshake is AUTH and SELECT only. No `CLIENT SETINFO`: one
+        // more command per connection that the metrics do not need, and an
+        // error reply on servers before 7.2 that would count in their
+        // `errorstat_ERR`. No HELLO: RESP2 is all the replies we read need.
+        let mut conn = Conn {
+            stream,
+            buf: Vec::new(),
+            read_this_poll: 0,
+        };
+        if let Some(password) = &target.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &target.user {
+                args.push(user.as_bytes());
+            }
+            args.push(password.expose().as_bytes());
+            match conn.query(&args).await? {
+                Reply::Status(_) => {}
+                // The server's own words ("WRONGPASS invalid username-
+                // password pair..."); they never echo the password.
+                Reply::Error(e) => return Err(PollError::new(Reason::Auth, e)),
+                _ => return Err(PollError::new(Reason::Protocol, "unexpected reply to AUTH")),
+            }
+        }
+        if target.db != 0 {
+            let db = target.db.to_string();
+            match conn.query(&[b"SELECT", db.as_bytes()]).await? {
+                Reply::Status(_) => {}
+                Reply::Error(e) => {
+                    return Err(PollError::from_error_reply(&format!("SELECT: {e}")))
+                }
+                _ => {
+                    return Err(PollError::new(
+                        Reason::Protocol,
+                        "unexpected reply to SELECT",
+                    ))
+                }
+            }
+        }
+        conn.end_poll();
+        Ok(conn)
+    }
+
+    /// Starts a poll's byte budget.
+    pub fn begin_poll(&mut self) {
+        self.read_this_poll = 0;
+    }
+
+    /// Frees the poll's buffer: an idle connection holds no reply memory.
+    pub fn end_poll(&mut self) {
+        self.buf = Vec::new();
+        self.read_this_poll = 0;
+    }
+
+    /// Sends one command and reads its reply. Error replies come back as
+    /// [`Reply::Error`]; only transport and protocol failures are `Err`.
+    pub async fn query(&mut self, args: &[&[u8]]) -> Result<Reply, PollError> {
+        let mut request = Vec::with_capacity(64);
+        resp::encode(args, &mut request);
+        self.stream
+            .write_all(&request)
+            .await
+            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
+
+        let mut framer = Framer::new();
+        let end = loop {
+            let allowed = MAX_REPLY_BYTES - self.read_this_poll + self.buf.len();
+            match framer.advance(&self.buf, allowed) {
+                Ok(Some(end)) => break end,
+                Ok(None) => {}
+                Err(RespError::TooLarge) => return Err(too_large()),
+                Err(e) => return Err(PollError::new(Reason::Protocol, e.to_string())),
+            }
+            if self.read_this_poll >= MAX_REPLY_BYTES {
+                return Err(too_large());
+            }
+            let want = READ_CHUNK.min(MAX_REPLY_BYTES - self.read_this_poll);
+            self.buf.reserve(want);
+            let n = (&mut self.stream)
+                .take(want as u64)
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| PollError::new(Reason::Io, format!("read: {e}")))?;
+            if n == 0 {
+                return Err(PollError::new(
+                    Reason::Io,
+                    if self.buf.is_empty() {
+                        "the server closed the connection"
+                    } else {
+                        "the server closed the connection in the middle of a reply"
+                    },
+                ));
+            }
+            self.read_this_poll += n;
+        };
+        let (reply, used) = resp::decode(&self.buf[..end])
+            .map_err(|e| PollError::new(Reason::Protocol, e.to_string()))?;
+        if used != end || self.buf.len() != end {
+            // Nothing else is in flight: extra bytes mean the conversation
+            // is out of step, and the poller drops the connection.
+            return Err(PollError::new(
+                Reason::Protocol,
+                "unexpected bytes after the reply",
+            ));
+        }
+        self.buf.clear();
+        Ok(reply)
+    }
+
+    /// A command whose reply is text (INFO, CLUSTER INFO, CLUSTER NODES):
+    /// error replies become errors with their reason.
+    pub async fn query_text(&mut self, args: &[&[u8]]) -> Result<String, PollError> {
+        match self.query(args).await? {
+            Reply::Bulk(b) => String::from_utf8(b)
+                .map_err(|_| PollError::new(Reason::Protocol, "reply is not UTF-8")),
+            Reply::Status(s) => Ok(s),
+            Reply::Error(e) => Err(PollError::from_error_reply(&e)),
+            _ => Err(PollError::new(Reason::Protocol, "expected a text reply")),
         }
     }
 }
 
-impl AsyncWrite for Capped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Connects, negotiates TLS when the target asks for it, authenticates and
-/// selects the database. The caller's deadline bounds all of it.
-pub async fn open(
-    target: &Target,
-    budget: Arc<ReplyBudget>,
-) -> Result<MultiplexedConnection, PollError> {
-    let inner: Box<dyn Stream> = match &target.endpoint {
-        Endpoint::Tcp { host, port } => {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(|e| PollError::new(Reason::Connect, e.to_string()))?;
-            // Small request/reply exchanges: do not wait to coalesce.
-            let _ = tcp.set_nodelay(true);
-            match &target.tls {
-                Some(tls) => {
-                    let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
-                        .map_err(|_| PollError::new(Reason::Tls, "invalid TLS server name"))?;
-                    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| PollError::new(Reason::Tls, format!("TLS handshake: {e}")))?;
-                    Box::new(stream)
-                }
-                None => Box::new(tcp),
-            }
-        }
-        Endpoint::Unix { path } => Box::new(
-            tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(|e| PollError::new(Reason::Connect, e.to_string()))?,
-        ),
-    };
-    let stream = Capped { inner, budget };
-    let (conn, driver) = MultiplexedConnection::new_with_config(
-        &target.redis_settings(),
-        stream,
-        // The poll's deadline decides; the crate's own timeout stays off.
-        redis::AsyncConnectionConfig::new().set_response_timeout(None),
+fn too_large() -> PollError {
+    PollError::new(
+        Reason::ReplyTooLarge,
+        format!("the node sent more than {MAX_REPLY_BYTES} bytes in one poll"),
     )
-    .await
-    .map_err(|e| PollError::from_redis(&e, true))?;
-    // The driver ends when the connection is dropped.
-    tokio::spawn(driver);
-    Ok(conn)
 }

@@ -63,38 +63,24 @@ impl Reason {
         }
     }
 
-    /// Maps a redis crate error. `connecting` tells an I/O error while
-    /// opening the connection (connect) from one on an open one (io).
-    pub fn from_redis(e: &redis::RedisError, connecting: bool) -> Reason {
-        use redis::ErrorKind as K;
-        if let Some(code) = e.code() {
-            match code {
-                "NOPERM" => return Reason::Denied,
-                "NOAUTH" | "WRONGPASS" => return Reason::Auth,
-                "LOADING" => return Reason::Loading,
-                "BUSY" => return Reason::Busy,
-                _ => {}
-            }
-        }
-        if e.is_timeout() {
-            return Reason::Timeout;
-        }
-        match e.kind() {
-            K::AuthenticationFailed => Reason::Auth,
-            K::Io if connecting => Reason::Connect,
-            K::Io => Reason::Io,
-            K::Parse | K::UnexpectedReturnType => Reason::Protocol,
-            K::InvalidClientConfig => Reason::Connect,
-            _ if e.is_connection_refusal() => Reason::Connect,
-            _ if e.is_io_error() || e.is_connection_dropped() => {
-                if connecting {
-                    Reason::Connect
-                } else {
-                    Reason::Io
-                }
-            }
+    /// Maps the code of an error reply (its first word).
+    pub fn from_error_code(code: &str) -> Reason {
+        match code {
+            "NOPERM" => Reason::Denied,
+            "NOAUTH" | "WRONGPASS" => Reason::Auth,
+            "LOADING" => Reason::Loading,
+            "BUSY" => Reason::Busy,
             _ => Reason::ServerError,
         }
+    }
+
+    /// The server answered with an error reply: the connection itself is
+    /// fine and is kept.
+    pub fn is_error_reply(self) -> bool {
+        matches!(
+            self,
+            Reason::Denied | Reason::Loading | Reason::Busy | Reason::ServerError
+        )
     }
 }
 
@@ -135,11 +121,11 @@ impl PollError {
         PollError { reason, detail }
     }
 
-    pub fn from_redis(e: &redis::RedisError, connecting: bool) -> Self {
-        let reason = Reason::from_redis(e, connecting);
-        // redis-rs error texts hold the server's reply or the OS error, not
-        // our connection settings; the password never enters them.
-        PollError::new(reason, e.to_string())
+    /// An error reply (`-NOPERM ...`), reason from its code. The text is
+    /// the server's reply, bounded and cleaned by [`PollError::new`].
+    pub fn from_error_reply(line: &str) -> Self {
+        let code = line.split(' ').next().unwrap_or("");
+        PollError::new(Reason::from_error_code(code), line)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod info;
 pub mod logging;
 pub mod poller;
+pub mod resp;
 pub mod state;
 pub mod target;
 pub mod tls;

@@ -10,14 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{watch, Semaphore};
 
 use crate::cluster_parse;
 use crate::config::PollSettings;
+use crate::conn::Conn;
 use crate::derive::Counters;
 use crate::error::{PollError, Reason};
 use crate::info::{self, Info};
+use crate::resp::Reply;
 use crate::state::{NodeState, Observation};
 use crate::target::Target;
 
@@ -93,10 +94,10 @@ struct Capabilities {
 /// denied (the node stays up with everything else); other errors fail the
 /// poll as usual.
 async fn optional_query(
-    c: &mut MultiplexedConnection,
+    c: &mut Conn,
     caps: &mut Capabilities,
     name: &'static str,
-    cmd: &redis::Cmd,
+    args: &[&[u8]],
     retry_after: Duration,
     addr: &str,
 ) -> Result<Option<String>, PollError> {
@@ -105,18 +106,18 @@ async fn optional_query(
             return Ok(None);
         }
     }
-    match cmd.query_async::<String>(c).await {
+    match c.query_text(args).await {
         Ok(text) => {
             caps.denied.remove(name);
             Ok(Some(text))
         }
-        Err(e) if e.code() == Some("NOPERM") => {
+        Err(e) if e.reason == Reason::Denied => {
             if caps.denied.insert(name, Instant::now()).is_none() {
                 tracing::warn!(addr = %addr, command = name, "ACL denies this command; its metrics are skipped");
             }
             Ok(None)
         }
-        Err(e) => Err(PollError::from_redis(&e, false)),
+        Err(e) => Err(e),
     }
 }
 
@@ -140,8 +141,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let first_delay = jitter_up_to(interval.min(Duration::from_millis(250)));
     let phase = jitter_up_to(interval);
     let mut next = tokio::time::Instant::now() + first_delay;
-    let mut conn: Option<MultiplexedConnection> = None;
-    let budget = crate::conn::ReplyBudget::new();
+    let mut conn: Option<Conn> = None;
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
@@ -162,7 +162,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         let started = Instant::now();
         let result = tokio::time::timeout(
             ctx.poll.timeout,
-            poll_once(&node, &mut conn, &mut caps, &mut cluster, &ctx, &budget),
+            poll_commands(&node, &mut conn, &mut caps, &mut cluster, &ctx),
         )
         .await
         .unwrap_or_else(|_| {
@@ -172,6 +172,9 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
             ))
         });
         drop(permit);
+        if let Some(c) = conn.as_mut() {
+            c.end_poll();
+        }
         let took = started.elapsed();
         let scheduled = next;
 
@@ -203,10 +206,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 // A broken conversation leaves the connection in an unknown
                 // state (a late reply would be read as the next one): drop
                 // it. Error replies on a healthy connection keep it.
-                if !matches!(
-                    e.reason,
-                    Reason::Denied | Reason::Loading | Reason::Busy | Reason::ServerError
-                ) {
+                if !e.reason.is_error_reply() {
                     conn = None;
                 }
                 failures = failures.saturating_add(1);
@@ -267,44 +267,17 @@ fn jitter_up_to(max: Duration) -> Duration {
     max.mul_f64(fastrand::f64())
 }
 
-async fn poll_once(
-    node: &NodeState,
-    conn: &mut Option<MultiplexedConnection>,
-    caps: &mut Capabilities,
-    cluster: &mut ClusterMemory,
-    ctx: &PollContext,
-    budget: &Arc<crate::conn::ReplyBudget>,
-) -> Result<Observation, PollError> {
-    budget.reset();
-    let result = poll_commands(node, conn, caps, cluster, ctx, budget).await;
-    match result {
-        Err(_) if budget.exceeded() => Err(PollError::new(
-            Reason::ReplyTooLarge,
-            format!(
-                "the node sent more than {} bytes in one poll",
-                crate::conn::MAX_REPLY_BYTES
-            ),
-        )),
-        Err(e) if budget.closed() && e.reason == Reason::Protocol => Err(PollError::new(
-            Reason::Io,
-            "the server closed the connection in the middle of a reply",
-        )),
-        other => other,
-    }
-}
-
 async fn poll_commands(
     node: &NodeState,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<Conn>,
     caps: &mut Capabilities,
     cluster: &mut ClusterMemory,
     ctx: &PollContext,
-    budget: &Arc<crate::conn::ReplyBudget>,
 ) -> Result<Observation, PollError> {
     let config_refresh = ctx.poll.config_refresh;
     let target = &node.target;
     if conn.is_none() {
-        let c = crate::conn::open(target, budget.clone()).await?;
+        let c = Conn::open(target).await?;
         node.status().connections_opened += 1;
         tracing::debug!(addr = %target.addr, "connected");
         *conn = Some(c);
@@ -312,6 +285,7 @@ async fn poll_commands(
     let Some(c) = conn.as_mut() else {
         return Err(PollError::new(Reason::Connect, "no connection"));
     };
+    c.begin_poll();
 
     let detailed = caps
         .detail
@@ -321,26 +295,19 @@ async fn poll_commands(
         // detail interval equal to the poll interval would skip every other
         // poll (and 30 s would mean every 31st poll).
         .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
-    let mut info_cmd = redis::cmd("INFO");
+    let mut info_cmd: Vec<&[u8]> = vec![b"INFO"];
     if caps.multi_section_info {
-        for s in INFO_SECTIONS {
-            info_cmd.arg(*s);
-        }
+        info_cmd.extend(INFO_SECTIONS.iter().map(|s| s.as_bytes()));
         if detailed {
-            for s in DETAIL_SECTIONS {
-                info_cmd.arg(*s);
-            }
+            info_cmd.extend(DETAIL_SECTIONS.iter().map(|s| s.as_bytes()));
         }
     } else if detailed {
         // Older servers take one section name; "all" is everything but
         // modules on every version we support. Without an argument they
         // answer the default sections, without the detail ones.
-        info_cmd.arg("all");
+        info_cmd.push(b"all");
     }
-    let text: String = info_cmd
-        .query_async(c)
-        .await
-        .map_err(|e| PollError::from_redis(&e, false))?;
+    let text = c.query_text(&info_cmd).await?;
     let at = Instant::now();
     let info = info::parse_info(&text);
     if info.field_count() == 0 {
@@ -389,7 +356,7 @@ async fn poll_commands(
             c,
             caps,
             "cluster|info",
-            redis::cmd("CLUSTER").arg("INFO"),
+            &[b"CLUSTER", b"INFO"],
             retry,
             &target.addr,
         )
@@ -426,9 +393,15 @@ async fn poll_commands(
                 .fetched_at
                 .is_none_or(|at| at.elapsed() >= ctx.cluster_refresh);
         if due {
-            let cmd = redis::cmd("CLUSTER").arg("NODES").to_owned();
-            if let Some(text) =
-                optional_query(c, caps, "cluster|nodes", &cmd, retry, &target.addr).await?
+            if let Some(text) = optional_query(
+                c,
+                caps,
+                "cluster|nodes",
+                &[b"CLUSTER", b"NODES"],
+                retry,
+                &target.addr,
+            )
+            .await?
             {
                 let nodes = cluster_parse::parse_cluster_nodes(&text)
                     .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
@@ -475,7 +448,7 @@ fn detect(info: &Info) -> Capabilities {
 /// Asked once per `config_refresh`; after one failure never again for this
 /// server process, so a blocked CONFIG does not add an error reply per poll.
 async fn config_maxclients(
-    c: &mut MultiplexedConnection,
+    c: &mut Conn,
     target: &Target,
     caps: &mut Capabilities,
     refresh: Duration,
@@ -491,23 +464,24 @@ async fn config_maxclients(
             return Ok(caps.config_maxclients);
         }
     }
-    let reply: Result<Vec<String>, redis::RedisError> = redis::cmd(cmd_name)
-        .arg("GET")
-        .arg("maxclients")
-        .query_async(c)
-        .await;
-    match reply {
-        Ok(pair) => {
+    // Transport failures end the poll (`?`); an error reply means CONFIG
+    // is blocked, renamed or denied here.
+    match c
+        .query(&[cmd_name.as_bytes(), b"GET", b"maxclients"])
+        .await?
+    {
+        Reply::Array(pair) => {
             caps.config_fetched_at = Some(Instant::now());
-            caps.config_maxclients = pair.get(1).and_then(|v| v.parse().ok());
+            caps.config_maxclients = match pair.get(1) {
+                Some(Reply::Bulk(v)) => std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()),
+                _ => None,
+            };
             Ok(caps.config_maxclients)
         }
-        Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-            Err(PollError::from_redis(&e, false))
-        }
-        Err(e) => {
-            tracing::info!(addr = %target.addr, code = e.code().unwrap_or("?"), "CONFIG GET is not available; maxclients comes from the override if set");
-            if e.code() == Some("NOPERM") {
+        reply => {
+            let code = reply.error_code().unwrap_or("?");
+            tracing::info!(addr = %target.addr, code, "CONFIG GET is not available; maxclients comes from the override if set");
+            if code == "NOPERM" {
                 caps.denied.insert("config|get", Instant::now());
             }
             caps.config_unavailable = true;

@@ -216,25 +216,6 @@ pub fn redact_url(input: &str) -> String {
     }
 }
 
-impl Target {
-    /// Handshake settings for the redis crate. Skips `CLIENT SETINFO` on
-    /// connect: one more command per connection that the metrics do not
-    /// need, and an error reply on servers before 7.2 that would count in
-    /// their `errorstat_ERR`.
-    pub fn redis_settings(&self) -> redis::RedisConnectionInfo {
-        let mut settings = redis::RedisConnectionInfo::default()
-            .set_db(self.db)
-            .set_skip_set_lib_name();
-        if let Some(user) = &self.user {
-            settings = settings.set_username(user);
-        }
-        if let Some(pw) = &self.password {
-            settings = settings.set_password(pw.expose());
-        }
-        settings
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

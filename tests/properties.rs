@@ -1793,3 +1793,86 @@ fn config_loader_edge_cases() {
         check_config(toml, &[]).unwrap_or_else(|e| panic!("{toml:?}: {e}"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// RESP replies (src/resp.rs): what the poller reads from every node
+// ---------------------------------------------------------------------------
+
+use redis_vitals::resp::{self, Framer, Reply, RespError};
+
+/// RESP2 reply trees within the decoder's limits.
+fn reply_model() -> impl Strategy<Value = Reply> {
+    let leaf = prop_oneof![
+        "[ -~]{0,20}".prop_map(Reply::Status),
+        "[A-Z]{1,8}( [ -~]{0,20})?".prop_map(Reply::Error),
+        any::<i64>().prop_map(Reply::Int),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(Reply::Bulk),
+        Just(Reply::Nil),
+    ];
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        prop::collection::vec(inner, 0..6).prop_map(Reply::Array)
+    })
+}
+
+fn write_reply(r: &Reply, out: &mut Vec<u8>) {
+    match r {
+        Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+        Reply::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
+        Reply::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+        Reply::Bulk(b) => {
+            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Reply::Array(items) => {
+            out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+            for i in items {
+                write_reply(i, out);
+            }
+        }
+    }
+}
+
+/// Frames `bytes` fed in pieces cut at `cuts`, as reads would deliver them.
+fn frame_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<Option<usize>, RespError> {
+    let mut framer = Framer::new();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.push(bytes.len());
+    for p in points {
+        if let Some(end) = framer.advance(&bytes[..p], 1 << 20)? {
+            return Ok(Some(end));
+        }
+    }
+    Ok(None)
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Any bytes, in any pieces: no panic, and a framed reply decodes to
+    /// exactly the framed length.
+    #[test]
+    fn resp_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256), cuts in prop::collection::vec(any::<usize>(), 0..4)) {
+        if let Ok(Some(end)) = frame_in_pieces(&bytes, &cuts) {
+            let (_, used) = resp::decode(&bytes[..end]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(used, end);
+        }
+    }
+
+    /// A written reply, followed by anything, arriving in any pieces: framed
+    /// at its exact end and decoded back to itself.
+    #[test]
+    fn resp_model_round_trips(model in reply_model(), tail in prop::collection::vec(any::<u8>(), 0..8), cuts in prop::collection::vec(any::<usize>(), 0..6)) {
+        let mut bytes = Vec::new();
+        write_reply(&model, &mut bytes);
+        let len = bytes.len();
+        bytes.extend_from_slice(&tail);
+        let end = frame_in_pieces(&bytes, &cuts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(end, Some(len));
+        let (back, used) = resp::decode(&bytes[..len]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(used, len);
+        prop_assert_eq!(back, model);
+    }
+}
