@@ -108,9 +108,16 @@ impl Info {
 
     /// The raw text of a plain field.
     pub fn get(&self, key: &str) -> Option<&str> {
+        // Byte order is str order; bytes skip the char-boundary checks.
+        let bytes = self.text.as_bytes();
         let i = self
             .fields
-            .binary_search_by(|f| self.slice(f.key).cmp(key))
+            .binary_search_by(|f| {
+                bytes
+                    .get(f.key.0 as usize..f.key.1 as usize)
+                    .unwrap_or(b"")
+                    .cmp(key.as_bytes())
+            })
             .ok()?;
         Some(self.slice(self.fields[i].value))
     }
@@ -169,10 +176,18 @@ pub fn parse_info(text: &str) -> Info {
         }
         parse_line(&mut info, key, value);
     }
-    // Stable sort, then keep the last of equal keys (as a map would).
+    // Sort by key, then by position so equal keys stay in reply order, and
+    // keep the last of equal keys (as a map would). Unstable sort with the
+    // position tie-break gives the stable order without the stable sort's
+    // scratch allocation (the sort was a third of parse time).
     let text = std::mem::take(&mut info.text);
-    let key = |f: &Field| text.get(f.key.0 as usize..f.key.1 as usize).unwrap_or("");
-    info.fields.sort_by(|a, b| key(a).cmp(key(b)));
+    let key = |f: &Field| {
+        text.as_bytes()
+            .get(f.key.0 as usize..f.key.1 as usize)
+            .unwrap_or(b"")
+    };
+    info.fields
+        .sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.key.0.cmp(&b.key.0)));
     info.fields.dedup_by(|later, kept| {
         let same = key(later) == key(kept);
         if same {

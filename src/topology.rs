@@ -393,12 +393,65 @@ fn tick(shared: &Shared) -> Duration {
 /// Keeps the set of polled nodes and the topology snapshot in step with each
 /// cluster's views until `stop` turns true.
 pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut last: Option<Inputs> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick(&shared)) => {}
             _ = stop.changed() => return,
         }
+        // The merge is a pure function of these inputs: skip it when none
+        // moved (always, on a fleet without cluster nodes).
+        let inputs = Inputs::of(&shared);
+        if last.as_ref().is_some_and(|l| l.same_as(&inputs)) {
+            continue;
+        }
         refresh(&shared);
+        last = Some(inputs);
+    }
+}
+
+/// What a discovery pass reads from every node: the node, its last CLUSTER
+/// NODES view and whether it is up with a role. Holding the Arcs (not their
+/// addresses) means a freed view's address cannot be reused and mistaken
+/// for the one compared.
+struct Inputs(Vec<Input>);
+
+/// (node, its CLUSTER NODES view, 0 down / 1 master / 2 replica / 3 other)
+type Input = (Arc<crate::state::NodeState>, Option<Arc<Vec<NodeLine>>>, u8);
+
+impl Inputs {
+    fn of(shared: &Shared) -> Inputs {
+        Inputs(
+            shared
+                .nodes()
+                .into_iter()
+                .map(|n| {
+                    let st = n.status();
+                    let view = st.last.as_ref().and_then(|o| o.cluster_nodes.clone());
+                    let role = match st.last.as_ref().map(|o| o.info.get("role")) {
+                        None => 0,
+                        Some(Some("master")) => 1,
+                        Some(Some("slave")) => 2,
+                        Some(_) => 3,
+                    };
+                    drop(st);
+                    (n, view, role)
+                })
+                .collect(),
+        )
+    }
+
+    fn same_as(&self, other: &Inputs) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| {
+                Arc::ptr_eq(&a.0, &b.0)
+                    && a.2 == b.2
+                    && match (&a.1, &b.1) {
+                        (None, None) => true,
+                        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                        _ => false,
+                    }
+            })
     }
 }
 
