@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the two hot paths: parsing an INFO reply (every poll
-//! of every node) and rendering the exposition (every scrape).
+//! Micro-benchmarks of the hot paths: parsing an INFO reply and rendering a
+//! node's text (every poll of every node), and rendering the exposition
+//! (every scrape; `render` collects the chunks HTTP streams).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -34,6 +35,24 @@ fn render(c: &mut Criterion) {
                 std::hint::black_box(&obs),
                 "127.0.0.1:6379",
                 "",
+            )
+        })
+    });
+    // What a poll pre-renders: from scratch (a detail poll), and reusing the
+    // previous text's command lines (a poll that carried the lists forward).
+    c.bench_function("render_node/redis-7.0.15-master", |b| {
+        b.iter(|| {
+            redis_vitals::exposition::render_node(std::hint::black_box(&obs), "127.0.0.1:6379", "")
+        })
+    });
+    let prev = redis_vitals::exposition::render_node(&obs, "127.0.0.1:6379", "");
+    c.bench_function("render_node/redis-7.0.15-master-cached", |b| {
+        b.iter(|| {
+            redis_vitals::exposition::render_node_with(
+                std::hint::black_box(&obs),
+                "127.0.0.1:6379",
+                "",
+                Some(&prev),
             )
         })
     });
@@ -82,11 +101,21 @@ fn render_fleet(c: &mut Criterion) {
             poll_interval: 5.0,
             only_addr: None,
             topology: Arc::new(Vec::new()),
-            process: Vec::new(),
+            process: None,
             tasks: None,
         };
+        // What a scrape does: snapshot, then render chunk by chunk, each
+        // dropped once written (as hyper does).
         c.bench_function(&format!("render/{n}-nodes"), |b| {
-            b.iter(|| redis_vitals::exposition::render(std::hint::black_box(&nodes), &ctx))
+            b.iter(|| {
+                let mut page =
+                    redis_vitals::exposition::Page::new(std::hint::black_box(&nodes), &ctx);
+                let mut bytes = 0;
+                while let Some(chunk) = page.next_chunk() {
+                    bytes += std::hint::black_box(chunk).len();
+                }
+                bytes
+            })
         });
     }
 }

@@ -37,7 +37,7 @@ pub struct Shared {
     /// The latest merged Redis Cluster topology (see topology.rs).
     topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
-    process: prometheus::process_collector::ProcessCollector,
+    process: crate::process::Reader,
     /// `--web.config.file`, re-read on change and on SIGHUP.
     web: Option<Arc<crate::webconfig::WebConfigWatcher>>,
     /// Used without a web config file: plain HTTP, no auth.
@@ -55,6 +55,7 @@ impl Shared {
             clock,
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            discovery: Arc::new(tokio::sync::Notify::new()),
         });
         let web = config.web_config.as_ref().map(|(path, initial)| {
             Arc::new(crate::webconfig::WebConfigWatcher::new(
@@ -68,7 +69,7 @@ impl Shared {
             ctx,
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
-            process: prometheus::process_collector::ProcessCollector::for_self(),
+            process: crate::process::Reader::new(),
             web,
             web_default: Arc::new(crate::webconfig::WebConfig::default()),
         })
@@ -143,6 +144,11 @@ impl Shared {
             .map(|n| n.shard.clone())
     }
 
+    /// Pollers notify this when a node's inputs to discovery change.
+    pub fn discovery_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.ctx.discovery.clone()
+    }
+
     pub fn knows(&self, addr: &str) -> bool {
         self.nodes
             .read()
@@ -155,24 +161,21 @@ impl Shared {
         self.nodes().iter().all(|n| n.status().polled_once)
     }
 
-    pub fn render(&self, only_addr: Option<String>) -> String {
+    /// A snapshot of the nodes as a page to stream: every node's series,
+    /// or only `only_addr`'s (`/scrape`).
+    pub fn page(&self, only_addr: Option<String>) -> exposition::Page {
         let ctx = RenderContext {
             clock: self.clock,
             hit_window: self.config.hit_ratio_window.as_secs_f64(),
             poll_interval: self.config.poll.interval.as_secs_f64(),
             topology: self.topology(),
-            process: if only_addr.is_none() {
-                use prometheus::core::Collector;
-                self.process.collect()
-            } else {
-                Vec::new()
-            },
+            process: only_addr.is_none().then(|| self.process.sample()),
             tasks: tokio::runtime::Handle::try_current()
                 .ok()
                 .map(|h| h.metrics().num_alive_tasks()),
             only_addr,
         };
-        exposition::render(&self.nodes(), &ctx)
+        exposition::Page::new(&self.nodes(), &ctx)
     }
 
     /// Prometheus HTTP service-discovery JSON: one group per node.

@@ -1,5 +1,7 @@
-//! Exposition: turns the latest snapshot of every node into Prometheus
-//! metric families, encoded with the `prometheus` crate's text encoder.
+//! Exposition: turns the latest snapshot of every node into the Prometheus
+//! text format, written directly (byte-identical to the `prometheus`
+//! crate's text encoder). A poll pre-renders its node's lines
+//! ([`render_node`]); a scrape streams them with the rest as a [`Page`].
 //!
 //! Nothing here talks to Redis: a scrape reads what the pollers stored.
 //! The catalogue below is the single list of every family we expose, with
@@ -9,10 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::proto::MetricFamily;
-
 use crate::derive;
-use crate::info::Info;
+use crate::info::{CommandStat, Info, LatencyStat};
 use crate::state::{NodeState, Observation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,99 +145,155 @@ families! {
 /// allocating label strings that were copied straight back out.
 pub struct Out {
     families: Vec<String>,
-    /// Families built elsewhere (the process collector), encoded by the
-    /// `prometheus` crate after ours.
-    extra: Vec<MetricFamily>,
 }
 
 impl Default for Out {
     fn default() -> Self {
         Out {
             families: vec![String::new(); FAMILIES.len()],
-            extra: Vec::new(),
         }
     }
 }
 
-/// A node's pre-rendered series: (family, its lines) for every family with
-/// lines. Built once per poll, copied into every scrape.
-pub type NodeText = Vec<(F, Box<str>)>;
+/// A node's pre-rendered series, built by a poll (off the scrape path) and
+/// shared by every scrape until the next poll.
+///
+/// It also remembers what its per-command lines were rendered from: a poll
+/// that skips commandstats and latencystats carries the last lists forward
+/// (the same `Arc`), and then reuses these lines instead of re-rendering
+/// them. They are 61% of a node's text (BENCHMARKS.md).
+#[derive(Debug, Clone)]
+pub struct NodeText {
+    /// (family, its lines) for every family with lines, in catalogue order.
+    segments: Vec<(F, Arc<str>)>,
+    /// The labels the lines carry.
+    addr: Box<str>,
+    cluster: Box<str>,
+    /// The lists the command and latency families were rendered from. Held
+    /// (not just their addresses) so that `Arc::ptr_eq` cannot match a new
+    /// list that reuses a freed one's memory.
+    commands: Arc<Vec<CommandStat>>,
+    latencies: Arc<Vec<LatencyStat>>,
+}
+
+impl NodeText {
+    /// (family, its lines) for every family with lines, in catalogue order.
+    pub fn segments(&self) -> &[(F, Arc<str>)] {
+        &self.segments
+    }
+}
+
+/// Families rendered from `Info::commands` (commandstats).
+const COMMAND_FAMILIES: &[F] = &[
+    F::Commands,
+    F::CommandsDuration,
+    F::CommandsRejected,
+    F::CommandsFailed,
+];
+/// Families rendered from `Info::latencies` (latencystats).
+const LATENCY_FAMILIES: &[F] = &[F::Latency];
 
 impl Out {
     pub fn push(&mut self, f: F, labels: &[(&str, &str)], value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        let buf = &mut self.families[f as usize];
-        buf.push_str(FAMILIES[f as usize].name);
-        if !labels.is_empty() {
-            buf.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    buf.push(',');
-                }
-                buf.push_str(k);
-                buf.push_str("=\"");
-                escape_into(buf, v, true);
-                buf.push('"');
-            }
-            buf.push('}');
-        }
-        buf.push(' ');
-        use std::fmt::Write as _;
-        let _ = write!(buf, "{value}");
-        buf.push('\n');
+        write_line(&mut self.families[f as usize], f, labels, value);
     }
 
     /// Appends lines rendered earlier (a node's [`NodeText`]).
     pub fn append(&mut self, text: &NodeText) {
-        for (f, lines) in text {
+        for (f, lines) in &text.segments {
             self.families[*f as usize].push_str(lines);
         }
     }
 
-    /// The lines collected so far, as a [`NodeText`].
-    pub fn into_node_text(self) -> NodeText {
+    /// The lines collected so far, as [`NodeText`] segments.
+    fn into_segments(self) -> Vec<(F, Arc<str>)> {
         self.families
             .into_iter()
             .enumerate()
             .filter(|(_, lines)| !lines.is_empty())
-            .map(|(i, lines)| (FAMILY_IDS[i], lines.into_boxed_str()))
+            .map(|(i, lines)| (FAMILY_IDS[i], Arc::from(lines)))
             .collect()
-    }
-
-    pub fn extend(&mut self, families: Vec<MetricFamily>) {
-        self.extra.extend(families);
     }
 
     pub fn encode(self) -> String {
         let size: usize = self.families.iter().map(|f| f.len() + 200).sum();
         let mut buf = String::with_capacity(size);
-        for (def, lines) in FAMILIES.iter().zip(&self.families) {
-            if lines.is_empty() {
-                continue;
-            }
-            buf.push_str("# HELP ");
-            buf.push_str(def.name);
-            buf.push(' ');
-            escape_into(&mut buf, def.help, false);
-            buf.push_str("\n# TYPE ");
-            buf.push_str(def.name);
-            buf.push_str(match def.kind {
-                Kind::Gauge => " gauge\n",
-                Kind::Counter => " counter\n",
-            });
-            buf.push_str(lines);
-        }
-        if !self.extra.is_empty() {
-            // Well-formed families from the process collector cannot fail
-            // to encode; a page without them beats a panic if they ever do.
-            if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&self.extra, &mut buf) {
-                tracing::error!(error = %e, "encoding process metrics failed");
+        for (i, lines) in self.families.iter().enumerate() {
+            if !lines.is_empty() {
+                buf.push_str(&headers()[i]);
+                buf.push_str(lines);
             }
         }
         buf
     }
+}
+
+/// Writes one sample line; non-finite values are left out.
+fn write_line(buf: &mut String, f: F, labels: &[(&str, &str)], value: f64) {
+    if !value.is_finite() {
+        return;
+    }
+    buf.push_str(FAMILIES[f as usize].name);
+    if !labels.is_empty() {
+        buf.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                buf.push(',');
+            }
+            buf.push_str(k);
+            buf.push_str("=\"");
+            escape_into(buf, v, true);
+            buf.push('"');
+        }
+        buf.push('}');
+    }
+    buf.push(' ');
+    write_value(buf, value);
+    buf.push('\n');
+}
+
+/// 2^53: every integer of smaller magnitude is exact in an f64, so its
+/// shortest round-trip form (what `Display` prints) is its digits.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// Writes `value` as `f64`'s `Display` does. Most samples are integers
+/// (counters, byte counts), and formatting those as `i64` is about 2.5x
+/// cheaper than the shortest-float algorithm.
+fn write_value(buf: &mut String, value: f64) {
+    use std::fmt::Write as _;
+    // -0.0 displays as "-0", which the integer would lose.
+    let integer = value.trunc() == value
+        && value.abs() < EXACT_INTEGERS
+        && !(value == 0.0 && value.is_sign_negative());
+    let _ = if integer {
+        write!(buf, "{}", value as i64)
+    } else {
+        write!(buf, "{value}")
+    };
+}
+
+/// The `# HELP` and `# TYPE` lines of every family, by catalogue index:
+/// written once per family per scrape, so built once per process.
+fn headers() -> &'static [String] {
+    static HEADERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    HEADERS.get_or_init(|| {
+        FAMILIES
+            .iter()
+            .map(|def| {
+                let mut h = String::from("# HELP ");
+                h.push_str(def.name);
+                h.push(' ');
+                escape_into(&mut h, def.help, false);
+                h.push_str("\n# TYPE ");
+                h.push_str(def.name);
+                h.push_str(match def.kind {
+                    Kind::Gauge => " gauge\n",
+                    Kind::Counter => " counter\n",
+                });
+                h
+            })
+            .collect()
+    })
 }
 
 /// Escapes a label value (backslash, double quote, newline) or HELP text
@@ -268,8 +324,8 @@ pub struct RenderContext {
     /// Only this node's series (`/scrape?target=`), or all.
     pub only_addr: Option<String>,
     pub topology: Arc<Vec<crate::topology::TopoNode>>,
-    /// The exporter's own process and runtime series (full output only).
-    pub process: Vec<MetricFamily>,
+    /// The exporter's own process series (full output only).
+    pub process: Option<crate::process::Sample>,
     pub tasks: Option<usize>,
 }
 
@@ -313,62 +369,274 @@ pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
         .collect()
 }
 
-/// Renders the text exposition of `nodes`.
-pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
-    let views = views(nodes, ctx.hit_window);
-    let mut out = Out::default();
-    // On /scrape too: the alerts join the poll interval on (job, instance)
-    // and look for build_info to tell the exporter is there.
-    out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    out.push(F::PollInterval, &[], ctx.poll_interval);
-    if ctx.only_addr.is_none() {
-        if let Some(t) = ctx.tasks {
-            out.push(F::Tasks, &[], t as f64);
-        }
-        out.extend(ctx.process.clone());
-    }
-    for v in &views {
-        let t = &v.node.target;
-        if ctx.only_addr.as_deref().is_some_and(|a| a != t.addr) {
-            continue;
-        }
-        let base = [("addr", t.addr.as_str()), ("cluster", &*v.cluster)];
-        node_self_metrics(&mut out, v, &base);
-        out.push(F::Up, &base, if v.last.is_some() { 1.0 } else { 0.0 });
-        if let (Some(_), Some(text)) = (&v.last, &v.rendered) {
-            out.append(text);
-            if let Some(r) = v.hit_ratio {
-                out.push(F::HitRatio, &base, r);
-            }
-        }
-    }
-    replication_lag(&mut out, &views, ctx);
-    crate::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
-    out.encode()
+/// Bytes per chunk of a streamed page. Below glibc's 128 KiB mmap
+/// threshold, so chunk buffers are reused from the heap instead of being
+/// mapped and faulted in afresh by every scrape; and a scrape holds one
+/// chunk at a time instead of the whole page (1.3 MB at 100 nodes).
+pub const CHUNK_SIZE: usize = 32 * 1024;
+
+/// A page being rendered: a snapshot of the nodes (shared, not copied) and
+/// the position reached. Each [`Page::next_chunk`] renders about
+/// [`CHUNK_SIZE`] bytes more; the HTTP body calls it as the client reads.
+///
+/// The page writes, for each family in catalogue order, its header, then
+/// its lines: per node (in address order) the node's [`StateLines`] or
+/// pre-rendered [`NodeText`] segment for the family, then the lines
+/// computed up front (build info, replication lag, topology). A family
+/// without lines is left out. The process collector's families come last.
+pub struct Page {
+    /// The nodes on the page (all, or the `/scrape` target).
+    views: Vec<NodeView>,
+    /// Per view: its lines from its state at snapshot time.
+    state: Vec<StateLines>,
+    /// Per view: the next of its `state` spans and of its [`NodeText`]
+    /// segments to write. Both are in catalogue order, so they only move
+    /// forward.
+    cursors: Vec<(usize, usize)>,
+    /// Lines computed when the page was created: build info, poll interval,
+    /// tasks, replication lag (needs every node at once), topology.
+    out: Out,
+    /// The process collector's families, already encoded.
+    process: String,
+    /// Bytes in the whole page: known up front, so the response carries a
+    /// Content-Length instead of chunked framing.
+    len: usize,
+    /// Next family to write, by catalogue index; `FAMILIES.len()` is the
+    /// process families.
+    family: usize,
+    /// Next step within the family: a view index, or `views.len()` for the
+    /// family's lines in `out`.
+    step: usize,
+    /// Whether the current family's header is still to be written (before
+    /// its first line).
+    header_pending: bool,
 }
 
-fn node_self_metrics(out: &mut Out, v: &NodeView, base: &[(&str, &str); 2]) {
-    out.push(F::Polls, base, v.polls_total as f64);
-    // Every reason from 0, so rate() sees a node's first failure of a kind.
-    for reason in crate::error::Reason::ALL {
-        let count = v
-            .errors_total
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, c)| *c);
-        out.push(
-            F::PollErrors,
-            &[base[0], base[1], ("reason", reason.as_str())],
-            count as f64,
-        );
+/// A node's lines that come from its state rather than its last poll's
+/// text: `redis_up`, the poll counters and the hit ratio. A few lines per
+/// node, rendered when the page is created.
+struct StateLines {
+    text: String,
+    /// (family, byte range of its lines in `text`), in catalogue order.
+    spans: Vec<(F, std::ops::Range<usize>)>,
+}
+
+/// The families of [`StateLines`], in catalogue order.
+const STATE_FAMILIES: &[F] = &[
+    F::Up,
+    F::HitRatio,
+    F::Polls,
+    F::PollErrors,
+    F::PollDuration,
+    F::LastSuccessAge,
+    F::ConnectionsOpened,
+];
+
+impl Page {
+    pub fn new(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> Page {
+        let mut views = views(nodes, ctx.hit_window);
+        let mut out = Out::default();
+        // On /scrape too: the alerts join the poll interval on (job,
+        // instance) and look for build_info to tell the exporter is there.
+        out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        out.push(F::PollInterval, &[], ctx.poll_interval);
+        let mut process = String::new();
+        if ctx.only_addr.is_none() {
+            if let Some(t) = ctx.tasks {
+                out.push(F::Tasks, &[], t as f64);
+            }
+            if let Some(sample) = &ctx.process {
+                process = crate::process::render(sample);
+            }
+        }
+        replication_lag(&mut out, &views, ctx);
+        crate::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
+        if let Some(addr) = ctx.only_addr.as_deref() {
+            views.retain(|v| v.node.target.addr == addr);
+        }
+        let state: Vec<StateLines> = views.iter().map(state_lines).collect();
+
+        // The page's length: every piece, and the header of every family
+        // with at least one.
+        let mut has_lines = vec![false; FAMILIES.len()];
+        let mut len = process.len();
+        for (i, lines) in out.families.iter().enumerate() {
+            has_lines[i] |= !lines.is_empty();
+            len += lines.len();
+        }
+        for (v, st) in views.iter().zip(&state) {
+            for (f, range) in &st.spans {
+                has_lines[*f as usize] = true;
+                len += range.len();
+            }
+            for (f, lines) in node_text(v).map_or(&[][..], |t| &t.segments) {
+                has_lines[*f as usize] = true;
+                len += lines.len();
+            }
+        }
+        len += (headers().iter().zip(&has_lines))
+            .filter(|(_, has)| **has)
+            .map(|(h, _)| h.len())
+            .sum::<usize>();
+
+        Page {
+            cursors: vec![(0, 0); views.len()],
+            views,
+            state,
+            out,
+            process,
+            len,
+            family: 0,
+            step: 0,
+            header_pending: true,
+        }
     }
-    out.push(F::ConnectionsOpened, base, v.connections_opened as f64);
-    if let Some(d) = v.last_poll_duration {
-        out.push(F::PollDuration, base, d);
+
+    /// Bytes in the whole page.
+    pub fn len(&self) -> usize {
+        self.len
     }
-    if let Some(at) = v.last_success {
-        out.push(F::LastSuccessAge, base, at.elapsed().as_secs_f64());
+
+    /// Whether the page has no bytes (never: build info is always there).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
+
+    /// The next part of the page, or `None` at its end. A part is at most
+    /// [`CHUNK_SIZE`] bytes unless a single step (one node's lines for one
+    /// family, or the up-front lines of one family) is larger: that goes
+    /// whole, in a part of its own.
+    pub fn next_chunk(&mut self) -> Option<String> {
+        let mut chunk = String::new();
+        while self.family <= FAMILIES.len() {
+            let n = self.views.len();
+            // This step's lines: from the node's state, then from its text
+            // (a family has one source or the other; both would be kept).
+            let (mut state, mut text) = ("", "");
+            if self.family == FAMILIES.len() {
+                state = &self.process;
+            } else if self.step < n {
+                let f = FAMILY_IDS[self.family];
+                let (si, ti) = self.cursors[self.step];
+                let st = &self.state[self.step];
+                if let Some((_, range)) = st.spans.get(si).filter(|(g, _)| *g == f) {
+                    state = &st.text[range.clone()];
+                }
+                let segment = node_text(&self.views[self.step]).and_then(|t| t.segments.get(ti));
+                if let Some((_, lines)) = segment.filter(|(g, _)| *g == f) {
+                    text = lines;
+                }
+            } else {
+                state = &self.out.families[self.family];
+            }
+            if !state.is_empty() || !text.is_empty() {
+                let header = if self.header_pending && self.family < FAMILIES.len() {
+                    headers()[self.family].as_str()
+                } else {
+                    ""
+                };
+                let len = header.len() + state.len() + text.len();
+                if !chunk.is_empty() && chunk.len() + len > CHUNK_SIZE {
+                    return Some(chunk);
+                }
+                if chunk.is_empty() {
+                    chunk.reserve(CHUNK_SIZE.max(len));
+                }
+                chunk.push_str(header);
+                chunk.push_str(state);
+                chunk.push_str(text);
+                self.header_pending = false;
+                if self.family < FAMILIES.len() && self.step < n {
+                    let (si, ti) = &mut self.cursors[self.step];
+                    *si += usize::from(!state.is_empty());
+                    *ti += usize::from(!text.is_empty());
+                }
+            }
+            if self.family < FAMILIES.len() && self.step < n {
+                self.step += 1;
+            } else {
+                self.family += 1;
+                self.step = 0;
+                self.header_pending = true;
+            }
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
+
+/// The node's pre-rendered text, if it is up.
+fn node_text(v: &NodeView) -> Option<&NodeText> {
+    v.last.as_ref().and(v.rendered.as_deref())
+}
+
+fn state_lines(v: &NodeView) -> StateLines {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for &f in STATE_FAMILIES {
+        let start = text.len();
+        write_state_lines(&mut text, f, v);
+        if text.len() > start {
+            spans.push((f, start..text.len()));
+        }
+    }
+    StateLines { text, spans }
+}
+
+/// The node's lines of family `f` (one of [`STATE_FAMILIES`]).
+fn write_state_lines(buf: &mut String, f: F, v: &NodeView) {
+    let base = [
+        ("addr", v.node.target.addr.as_str()),
+        ("cluster", &*v.cluster),
+    ];
+    match f {
+        F::Up => write_line(buf, f, &base, if v.last.is_some() { 1.0 } else { 0.0 }),
+        F::HitRatio => {
+            if let (Some(_), Some(r)) = (node_text(v), v.hit_ratio) {
+                write_line(buf, f, &base, r);
+            }
+        }
+        F::Polls => write_line(buf, f, &base, v.polls_total as f64),
+        F::PollErrors => {
+            // Every reason from 0, so rate() sees a node's first failure of
+            // a kind.
+            for reason in crate::error::Reason::ALL {
+                let count = v
+                    .errors_total
+                    .iter()
+                    .find(|(r, _)| *r == reason)
+                    .map_or(0, |(_, c)| *c);
+                write_line(
+                    buf,
+                    f,
+                    &[base[0], base[1], ("reason", reason.as_str())],
+                    count as f64,
+                );
+            }
+        }
+        F::ConnectionsOpened => write_line(buf, f, &base, v.connections_opened as f64),
+        F::PollDuration => {
+            if let Some(d) = v.last_poll_duration {
+                write_line(buf, f, &base, d);
+            }
+        }
+        F::LastSuccessAge => {
+            if let Some(at) = v.last_success {
+                write_line(buf, f, &base, at.elapsed().as_secs_f64());
+            }
+        }
+        _ => debug_assert!(false, "{f:?} is not a state family"),
+    }
+}
+
+/// Renders the text exposition of `nodes` as one string (tests, benches;
+/// HTTP streams a [`Page`]).
+pub fn render(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
+    let mut page = Page::new(nodes, ctx);
+    let mut text = String::new();
+    while let Some(chunk) = page.next_chunk() {
+        text.push_str(&chunk);
+    }
+    text
 }
 
 /// Plain INFO fields that map one-to-one to a family, with a scale factor
@@ -474,37 +742,12 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
         out.push(F::CommandDenied, &[base[0], base[1], ("command", cmd)], 1.0);
     }
 
-    for c in info.commands.iter() {
-        let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
-        out.push(F::Commands, &l, c.calls as f64);
-        out.push(F::CommandsDuration, &l, usec_to_seconds(c.usec as f64));
-        if let Some(r) = c.rejected_calls {
-            out.push(F::CommandsRejected, &l, r as f64);
-        }
-        if let Some(r) = c.failed_calls {
-            out.push(F::CommandsFailed, &l, r as f64);
-        }
-    }
     for (err, count) in &info.errors {
         out.push(
             F::Errors,
             &[base[0], base[1], ("err", err.as_str())],
             *count as f64,
         );
-    }
-    for l in info.latencies.iter() {
-        for (q, usec) in &l.percentiles {
-            out.push(
-                F::Latency,
-                &[
-                    base[0],
-                    base[1],
-                    ("cmd", l.cmd.as_str()),
-                    ("percentile", q.as_str()),
-                ],
-                usec_to_seconds(*usec),
-            );
-        }
     }
     for db in &info.keyspace {
         let l = [base[0], base[1], ("db", db.db.as_str())];
@@ -579,6 +822,39 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
     }
 }
 
+/// The [`COMMAND_FAMILIES`] lines.
+fn command_metrics(out: &mut Out, commands: &[CommandStat], base: &[(&str, &str); 2]) {
+    for c in commands {
+        let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
+        out.push(F::Commands, &l, c.calls as f64);
+        out.push(F::CommandsDuration, &l, usec_to_seconds(c.usec as f64));
+        if let Some(r) = c.rejected_calls {
+            out.push(F::CommandsRejected, &l, r as f64);
+        }
+        if let Some(r) = c.failed_calls {
+            out.push(F::CommandsFailed, &l, r as f64);
+        }
+    }
+}
+
+/// The [`LATENCY_FAMILIES`] lines.
+fn latency_metrics(out: &mut Out, latencies: &[LatencyStat], base: &[(&str, &str); 2]) {
+    for l in latencies {
+        for (q, usec) in &l.percentiles {
+            out.push(
+                F::Latency,
+                &[
+                    base[0],
+                    base[1],
+                    ("cmd", l.cmd.as_str()),
+                    ("percentile", q.as_str()),
+                ],
+                usec_to_seconds(*usec),
+            );
+        }
+    }
+}
+
 /// Microseconds (to 1 ns) as seconds, without the float noise of a plain
 /// division (31.103 µs reads 0.000031103, not 0.000031103000000000004).
 fn usec_to_seconds(usec: f64) -> f64 {
@@ -619,7 +895,9 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
     }
     for m in views {
         let Some(mobs) = &m.last else { continue };
-        if mobs.info.get("role") != Some("master") {
+        // Most nodes list no replicas: skip them before the field lookups,
+        // which miss the cache on every node of a big fleet.
+        if mobs.info.replicas.is_empty() || mobs.info.get("role") != Some("master") {
             continue;
         }
         let Some(master_offset) = mobs.info.u64("master_repl_offset") else {
@@ -698,16 +976,55 @@ fn port_of(addr: &str) -> Option<u16> {
 /// The series one observation yields on its own (no history, no peers),
 /// labelled for the node: what a poll pre-renders for every scrape.
 pub fn render_node(obs: &Observation, addr: &str, cluster: &str) -> NodeText {
+    render_node_with(obs, addr, cluster, None)
+}
+
+/// [`render_node`], reusing `prev`'s command and latency lines where they
+/// were rendered from the very lists `obs` holds, with the same labels.
+pub fn render_node_with(
+    obs: &Observation,
+    addr: &str,
+    cluster: &str,
+    prev: Option<&NodeText>,
+) -> NodeText {
+    let info = &obs.info;
+    let prev = prev.filter(|p| *p.addr == *addr && *p.cluster == *cluster);
+    let same_commands = prev.filter(|p| Arc::ptr_eq(&p.commands, &info.commands));
+    let same_latencies = prev.filter(|p| Arc::ptr_eq(&p.latencies, &info.latencies));
+
     let mut out = Out::default();
     let base = [("addr", addr), ("cluster", cluster)];
     node_metrics(&mut out, obs, &base);
-    if let Some(r) = derive::clients_saturation(&obs.info, obs.maxclients) {
+    if same_commands.is_none() {
+        command_metrics(&mut out, &info.commands, &base);
+    }
+    if same_latencies.is_none() {
+        latency_metrics(&mut out, &info.latencies, &base);
+    }
+    if let Some(r) = derive::clients_saturation(info, obs.maxclients) {
         out.push(F::ClientsSaturation, &base, r);
     }
-    if let Some(r) = derive::memory_used_ratio(&obs.info) {
+    if let Some(r) = derive::memory_used_ratio(info) {
         out.push(F::MemoryUsedRatio, &base, r);
     }
-    out.into_node_text()
+    let mut segments = out.into_segments();
+    for (reused, families) in [
+        (same_commands, COMMAND_FAMILIES),
+        (same_latencies, LATENCY_FAMILIES),
+    ] {
+        if let Some(p) = reused {
+            let kept = p.segments.iter().filter(|(f, _)| families.contains(f));
+            segments.extend(kept.cloned());
+        }
+    }
+    segments.sort_by_key(|(f, _)| *f as usize);
+    NodeText {
+        segments,
+        addr: addr.into(),
+        cluster: cluster.into(),
+        commands: info.commands.clone(),
+        latencies: info.latencies.clone(),
+    }
 }
 
 /// A full page for one observation of an up node: what fixture tests pin
@@ -722,7 +1039,7 @@ pub fn render_observation(obs: &Observation, addr: &str, cluster: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricType};
+    use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
     use prometheus::Encoder;
 
     /// Our writer and the prometheus crate's TextEncoder agree byte for byte
@@ -756,6 +1073,26 @@ mod tests {
             (F::BuildInfo, vec![("version", "1")], 1.0),
             (F::PollInterval, vec![], 5.0),
             (F::MemUsed, vec![("addr", "h"), ("cluster", "")], 1e21),
+            // The integer path and its edges: what it takes must print as
+            // Display does, what it leaves must still go through Display.
+            (F::Uptime, vec![], 0.0),
+            (F::Uptime, vec![], -0.0),
+            (F::Uptime, vec![], 7.0),
+            (F::Uptime, vec![], -42.0),
+            (F::Uptime, vec![], 1234567890123.0),
+            (F::Uptime, vec![], 9007199254740991.0),
+            (F::Uptime, vec![], -9007199254740991.0),
+            (F::Uptime, vec![], 9007199254740992.0),
+            (F::Uptime, vec![], 18014398509481990.0),
+            (F::Uptime, vec![], 9.3e18),
+            (F::Uptime, vec![], -9.3e18),
+            (F::Uptime, vec![], 1.2e300),
+            (F::Uptime, vec![], 0.5),
+            (F::Uptime, vec![], -0.25),
+            (F::Uptime, vec![], 1e-300),
+            (F::Uptime, vec![], 4503599627370495.5),
+            (F::Uptime, vec![], f64::MAX),
+            (F::Uptime, vec![], f64::MIN_POSITIVE),
         ];
         let mut ours = Out::default();
         for (f, labels, v) in &samples {
@@ -817,5 +1154,256 @@ mod tests {
             .encode(&mfs, &mut theirs)
             .unwrap();
         assert_eq!(ours.encode(), String::from_utf8(theirs).unwrap());
+    }
+    fn fixture(name: &str) -> Info {
+        let path = format!(
+            "{}/tests/fixtures/info/redis-7.0.15-{name}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        crate::info::parse_info(&std::fs::read_to_string(path).unwrap())
+    }
+
+    fn observation(info: Info) -> Observation {
+        Observation {
+            at: Instant::now(),
+            maxclients: info.u64("maxclients"),
+            info,
+            cluster_info: None,
+            cluster_nodes: None,
+            denied: Vec::new(),
+        }
+    }
+
+    fn texts(t: &NodeText) -> Vec<(F, String)> {
+        t.segments()
+            .iter()
+            .map(|(f, l)| (*f, l.to_string()))
+            .collect()
+    }
+
+    fn segment(t: &NodeText, f: F) -> Arc<str> {
+        t.segments()
+            .iter()
+            .find(|(g, _)| *g == f)
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    /// A poll without commandstats or latencystats carries their lists
+    /// forward; their lines are then shared, not re-rendered, and read the
+    /// same as a fresh render.
+    #[test]
+    fn command_lines_are_reused_while_their_lists_are() {
+        let first = observation(fixture("master-2-replicas"));
+        let t1 = render_node(&first, "h:1", "c");
+        assert!(!first.info.commands.is_empty() && !first.info.latencies.is_empty());
+
+        // A fast poll: new plain fields, the same lists.
+        let mut info = fixture("master-2-replicas");
+        info.commands = first.info.commands.clone();
+        info.latencies = first.info.latencies.clone();
+        let fast = observation(info);
+        let t2 = render_node_with(&fast, "h:1", "c", Some(&t1));
+        assert_eq!(texts(&t2), texts(&render_node(&fast, "h:1", "c")));
+        for f in [F::Commands, F::CommandsDuration, F::Latency] {
+            assert!(Arc::ptr_eq(&segment(&t1, f), &segment(&t2, f)), "{f:?}");
+        }
+        assert!(!Arc::ptr_eq(
+            &segment(&t1, F::Uptime),
+            &segment(&t2, F::Uptime)
+        ));
+
+        // A detail poll: new lists, with a changed count.
+        let mut info = fixture("master-2-replicas");
+        Arc::make_mut(&mut info.commands)[0].calls += 1000;
+        info.latencies = first.info.latencies.clone();
+        let detail = observation(info);
+        let t3 = render_node_with(&detail, "h:1", "c", Some(&t2));
+        assert_eq!(texts(&t3), texts(&render_node(&detail, "h:1", "c")));
+        assert_ne!(segment(&t3, F::Commands), segment(&t2, F::Commands));
+        assert!(Arc::ptr_eq(
+            &segment(&t2, F::Latency),
+            &segment(&t3, F::Latency)
+        ));
+
+        // New labels: nothing is reused.
+        let t4 = render_node_with(&detail, "h:1", "other", Some(&t3));
+        assert_eq!(texts(&t4), texts(&render_node(&detail, "h:1", "other")));
+        assert!(!Arc::ptr_eq(
+            &segment(&t3, F::Latency),
+            &segment(&t4, F::Latency)
+        ));
+    }
+
+    fn node(addr: &str, cluster: &str) -> Arc<NodeState> {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        Arc::new(NodeState::new(crate::target::Target {
+            endpoint: crate::target::Endpoint::Tcp {
+                host: host.into(),
+                port: port.parse().unwrap(),
+            },
+            addr: addr.into(),
+            db: 0,
+            user: None,
+            password: None,
+            cluster: cluster.into(),
+            maxclients_override: None,
+            config_command: None,
+            discovered: false,
+            tls: None,
+        }))
+    }
+
+    /// A varied fleet: masters with replicas, replicas, cluster nodes,
+    /// nodes never polled and nodes down, hit ratios, poll errors.
+    fn fleet(clock: crate::clock::Clock) -> Vec<Arc<NodeState>> {
+        let kinds = [
+            "master-2-replicas",
+            "replica",
+            "cluster-master",
+            "cluster-replica",
+            "standalone",
+        ];
+        let mut nodes = Vec::new();
+        for i in 0..60 {
+            let cluster = if i % 3 == 0 { "c1" } else { "" };
+            let n = node(&format!("10.0.0.{i}:{}", 6379 + i), cluster);
+            {
+                let mut st = n.status();
+                st.polls_total = i as u64;
+                st.connections_opened = 1;
+                if i % 7 == 3 {
+                    // Down after an error; never polled when i % 14 == 3.
+                    st.errors_total.insert(crate::error::Reason::Timeout, 2);
+                    if i % 14 == 10 {
+                        st.last_poll_duration = Some(std::time::Duration::from_millis(3));
+                    }
+                } else {
+                    let info = fixture(kinds[i % kinds.len()]);
+                    let mut c = crate::derive::Counters::from_info(&info);
+                    let obs = observation(info);
+                    let now = clock.secs(obs.at);
+                    st.history.record(now - 10.0, &c, 60.0, 60.0);
+                    c.hits += 30 + i as u64;
+                    c.misses += 10;
+                    c.master_repl_offset = c.master_repl_offset.map(|o| o + 100);
+                    st.history.record(now, &c, 60.0, 60.0);
+                    let cluster = st.cluster.clone();
+                    st.rendered = Some(Arc::new(render_node(&obs, &n.target.addr, &cluster)));
+                    st.last = Some(Arc::new(obs));
+                    st.last_poll_duration = Some(std::time::Duration::from_micros(1500));
+                }
+            }
+            nodes.push(n);
+        }
+        nodes
+    }
+
+    fn context(clock: crate::clock::Clock, only_addr: Option<&str>) -> RenderContext {
+        let topo = crate::topology::TopoNode {
+            addr: "10.0.0.0:6379".into(),
+            cluster: "c1".into(),
+            node_id: "abc".into(),
+            role: "master",
+            shard: "0-5460".into(),
+            master_addr: String::new(),
+            slots: 5461,
+            fail: false,
+            pfail: false,
+            link_up: Some(true),
+        };
+        RenderContext {
+            clock,
+            hit_window: 60.0,
+            poll_interval: 5.0,
+            only_addr: only_addr.map(String::from),
+            topology: Arc::new(vec![topo]),
+            process: Some(crate::process::Sample {
+                threads: Some(3),
+                ..Default::default()
+            }),
+            tasks: Some(12),
+        }
+    }
+
+    /// The page as the previous renderer built it: every family's lines
+    /// collected whole, then written in catalogue order.
+    fn render_whole(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
+        let views = views(nodes, ctx.hit_window);
+        let mut out = Out::default();
+        out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        out.push(F::PollInterval, &[], ctx.poll_interval);
+        if ctx.only_addr.is_none() {
+            out.push(F::Tasks, &[], ctx.tasks.unwrap() as f64);
+        }
+        for v in &views {
+            if ctx
+                .only_addr
+                .as_deref()
+                .is_some_and(|a| a != v.node.target.addr)
+            {
+                continue;
+            }
+            for f in STATE_FAMILIES {
+                write_state_lines(&mut out.families[*f as usize], *f, v);
+            }
+            if let Some(text) = node_text(v) {
+                out.append(text);
+            }
+        }
+        replication_lag(&mut out, &views, ctx);
+        crate::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
+        let mut page = out.encode();
+        if let (None, Some(sample)) = (&ctx.only_addr, &ctx.process) {
+            page.push_str(&crate::process::render(sample));
+        }
+        page
+    }
+
+    /// The streamed page is the whole page cut into chunks of at most
+    /// CHUNK_SIZE bytes.
+    #[test]
+    fn streamed_page_matches_the_whole_page() {
+        let clock = crate::clock::Clock::new();
+        let nodes = fleet(clock);
+        for only in [None, Some("10.0.0.0:6379"), Some("10.0.0.3:6382")] {
+            let ctx = context(clock, only);
+            let mut page = Page::new(&nodes, &ctx);
+            let len = page.len();
+            let mut chunks = Vec::new();
+            while let Some(c) = page.next_chunk() {
+                chunks.push(c);
+            }
+            assert!(page.next_chunk().is_none());
+            assert!(chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() <= CHUNK_SIZE));
+            let streamed = chunks.concat();
+            assert_eq!(streamed.len(), len, "{only:?}");
+            assert_eq!(streamed, render_whole(&nodes, &ctx), "{only:?}");
+            if only.is_none() {
+                assert!(chunks.len() > 5, "{} chunks", chunks.len());
+                for f in [F::HitRatio, F::ReplLagBytes, F::ClusterNodeInfo, F::Tasks] {
+                    let name = FAMILIES[f as usize].name;
+                    assert!(streamed.contains(&format!("\n{name}")), "{name}");
+                }
+                assert!(streamed.ends_with("process_threads 3\n"));
+            }
+        }
+
+        // Ages are taken once, when the page is created: the length holds.
+        for n in &nodes {
+            n.status().last_success = Some(Instant::now());
+        }
+        let ctx = context(clock, None);
+        let mut page = Page::new(&nodes, &ctx);
+        let len = page.len();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let mut streamed = 0;
+        while let Some(c) = page.next_chunk() {
+            streamed += c.len();
+        }
+        assert_eq!(streamed, len);
     }
 }

@@ -2,11 +2,14 @@
 //! landing page. Every handler reads stored snapshots; none touches Redis.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body::{Frame, SizeHint};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -17,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::daemon::Shared;
+use crate::exposition::Page;
 use crate::webconfig::WebConfig;
 
 /// Most HTTP connections served at once; more are closed on accept. Far
@@ -34,6 +38,32 @@ pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A response body: small responses whole, metric pages streamed.
+type Body = Either<Full<Bytes>, Page>;
+
+/// A metric page is rendered chunk by chunk as hyper writes it out, so a
+/// scrape never holds the whole page (see `exposition::CHUNK_SIZE`).
+/// Its length is known up front, so it goes with a Content-Length.
+impl http_body::Body for Page {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        // Rendering never waits: each chunk is computed from the snapshot.
+        let chunk = self.get_mut().next_chunk();
+        Poll::Ready(chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
+    }
+
+    /// The exact length, so hyper sends Content-Length rather than chunked
+    /// framing (cheaper for clients to read).
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len() as u64)
+    }
+}
 
 /// Accepts connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -55,6 +85,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             drop(stream);
             continue;
         };
+        // A streamed page goes out in several writes, the last one short.
+        // Nagle would hold that write until the client ACKs the previous
+        // one, and a client delaying its ACK stalls the scrape for 40 ms
+        // (p90 47 ms at 100 nodes before this).
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             // The web config current when the connection arrived serves all
@@ -86,11 +121,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 /// Rate limit and basic auth from the web config (every path, health
 /// checks included, as exporter-toolkit does), then the handler; the
 /// config's extra headers go on every response.
-async fn guarded(
-    shared: &Shared,
-    web: Arc<WebConfig>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn guarded(shared: &Shared, web: Arc<WebConfig>, req: Request<Incoming>) -> Response<Body> {
     let mut resp = if !web.allow_request() {
         respond(
             StatusCode::TOO_MANY_REQUESTS,
@@ -119,12 +150,8 @@ async fn guarded(
     resp
 }
 
-fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(CONTENT_TYPE, v);
@@ -132,7 +159,15 @@ fn respond(
     r
 }
 
-fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A metric page, streamed.
+fn metrics(page: Page) -> Response<Body> {
+    let mut r = Response::new(Either::Right(page));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
+    r
+}
+
+fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         let mut r = respond(
@@ -147,7 +182,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     let mut resp = if path == shared.config.telemetry_path {
-        respond(StatusCode::OK, TEXT_FORMAT, shared.render(None))
+        metrics(shared.page(None))
     } else {
         match path {
             "/" => respond(
@@ -177,7 +212,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
     };
     if head {
-        *resp.body_mut() = Full::new(Bytes::new());
+        *resp.body_mut() = Either::Left(Full::new(Bytes::new()));
     }
     resp
 }
@@ -185,7 +220,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
 /// `/scrape?target=host:port`: one known node's series. A target the
 /// exporter does not already poll is refused: this endpoint must never make
 /// the exporter connect somewhere new with its credentials.
-fn scrape(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+fn scrape(shared: &Shared, query: &str) -> Response<Body> {
     let target = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "target")
         .map(|(_, v)| v.into_owned());
@@ -208,7 +243,7 @@ fn scrape(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
             "unknown target: only nodes this exporter already polls can be scraped (see /sd)\n",
         );
     }
-    respond(StatusCode::OK, TEXT_FORMAT, shared.render(Some(addr)))
+    metrics(shared.page(Some(addr)))
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -15,6 +15,7 @@ pub mod http;
 pub mod info;
 pub mod logging;
 pub mod poller;
+pub mod process;
 pub mod resp;
 pub mod state;
 pub mod target;

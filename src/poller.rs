@@ -37,6 +37,10 @@ pub struct PollContext {
     /// change, a cluster node that stops answering); every cluster node
     /// re-reads CLUSTER NODES at its next poll when it moved.
     pub topology_gen: Arc<AtomicU64>,
+    /// Wakes discovery when a node's inputs to it change (its CLUSTER NODES
+    /// view, up/down, role), so discovery runs on change instead of on a
+    /// timer: a fleet without cluster nodes costs no discovery wake-ups.
+    pub discovery: Arc<tokio::sync::Notify>,
 }
 
 /// Sections asked every poll from servers that accept several (Redis and
@@ -146,6 +150,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
     let mut first = true;
+    // What discovery last heard from this node: (view, role code).
+    let mut told: Option<DiscoveryInput> = None;
 
     loop {
         tokio::select! {
@@ -188,8 +194,23 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 let at = ctx.clock.secs(obs.at);
                 // Render the node's series here, off the scrape path and
                 // outside the lock; scrapes only copy the text.
-                let label = node.status().cluster.clone();
-                let rendered = crate::exposition::render_node(&obs, &node.target.addr, &label);
+                // The previous text lends its per-command families when the
+                // detail sections were carried forward unchanged.
+                let (label, prev) = {
+                    let st = node.status();
+                    (st.cluster.clone(), st.rendered.clone())
+                };
+                let rendered = crate::exposition::render_node_with(
+                    &obs,
+                    &node.target.addr,
+                    &label,
+                    prev.as_deref(),
+                );
+                drop(prev);
+                let input = (
+                    obs.cluster_nodes.clone(),
+                    crate::topology::role_code(Some(&obs)),
+                );
                 let mut st = node.status();
                 st.history
                     .record(at, &counters, ctx.hit_window, ctx.lag_history);
@@ -201,6 +222,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_poll_duration = Some(took);
                 st.polled_once = true;
                 st.polls_total += 1;
+                drop(st);
+                tell_discovery(&ctx, &mut told, input);
             }
             Err(e) => {
                 // A broken conversation leaves the connection in an unknown
@@ -229,6 +252,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_error = Some(e);
                 st.polled_once = true;
                 st.polls_total += 1;
+                drop(st);
+                tell_discovery(&ctx, &mut told, (None, crate::topology::role_code(None)));
             }
         }
 
@@ -250,6 +275,25 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
             tokio::time::Instant::now() + backoff(interval, ctx.poll.max_backoff, failures)
         };
         first = false;
+    }
+}
+
+/// A node's input to discovery: its CLUSTER NODES view and role code.
+type DiscoveryInput = (Option<Arc<Vec<cluster_parse::NodeLine>>>, u8);
+
+/// Wakes discovery if this node's input differs from what it last told.
+fn tell_discovery(ctx: &PollContext, told: &mut Option<DiscoveryInput>, now: DiscoveryInput) {
+    let same = told.as_ref().is_some_and(|(view, role)| {
+        *role == now.1
+            && match (view, &now.0) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    });
+    if !same {
+        *told = Some(now);
+        ctx.discovery.notify_one();
     }
 }
 

@@ -384,23 +384,25 @@ pub fn render(out: &mut Out, topology: &[TopoNode], only_addr: Option<&str>) {
     }
 }
 
-/// How often discovery merges the views: often enough that a failover
-/// shows within two poll intervals, rarely enough to cost nothing.
-fn tick(shared: &Shared) -> Duration {
-    (shared.config.poll.interval / 2).max(Duration::from_millis(100))
-}
-
 /// Keeps the set of polled nodes and the topology snapshot in step with each
 /// cluster's views until `stop` turns true.
 pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut last: Option<Inputs> = None;
+    let wake = shared.discovery_signal();
     loop {
+        // Pollers signal a change of a node's view, role or up/down state
+        // (a permit is stored if we are busy, so none is lost); the delay
+        // lets a burst of signals (a failover seen by every node) coalesce.
         tokio::select! {
-            _ = tokio::time::sleep(tick(&shared)) => {}
+            _ = wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DISCOVERY_DEBOUNCE) => {}
             _ = stop.changed() => return,
         }
         // The merge is a pure function of these inputs: skip it when none
-        // moved (always, on a fleet without cluster nodes).
+        // moved.
         let inputs = Inputs::of(&shared);
         if last.as_ref().is_some_and(|l| l.same_as(&inputs)) {
             continue;
@@ -410,13 +412,28 @@ pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Wait after a discovery signal before merging: long enough for the other
+/// nodes of a cluster to report the same change, short against a poll.
+const DISCOVERY_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// 0 down, 1 master, 2 replica, 3 anything else: what discovery needs of a
+/// node's INFO role.
+pub fn role_code(obs: Option<&crate::state::Observation>) -> u8 {
+    match obs.map(|o| o.info.get("role")) {
+        None => 0,
+        Some(Some("master")) => 1,
+        Some(Some("slave")) => 2,
+        Some(_) => 3,
+    }
+}
+
 /// What a discovery pass reads from every node: the node, its last CLUSTER
 /// NODES view and whether it is up with a role. Holding the Arcs (not their
 /// addresses) means a freed view's address cannot be reused and mistaken
 /// for the one compared.
 struct Inputs(Vec<Input>);
 
-/// (node, its CLUSTER NODES view, 0 down / 1 master / 2 replica / 3 other)
+/// (node, its CLUSTER NODES view, [`role_code`])
 type Input = (Arc<crate::state::NodeState>, Option<Arc<Vec<NodeLine>>>, u8);
 
 impl Inputs {
@@ -428,12 +445,7 @@ impl Inputs {
                 .map(|n| {
                     let st = n.status();
                     let view = st.last.as_ref().and_then(|o| o.cluster_nodes.clone());
-                    let role = match st.last.as_ref().map(|o| o.info.get("role")) {
-                        None => 0,
-                        Some(Some("master")) => 1,
-                        Some(Some("slave")) => 2,
-                        Some(_) => 3,
-                    };
+                    let role = role_code(st.last.as_deref());
                     drop(st);
                     (n, view, role)
                 })
