@@ -165,7 +165,7 @@ impl Default for Out {
 #[derive(Debug, Clone)]
 pub struct NodeText {
     /// (family, its lines) for every family with lines, in catalogue order.
-    segments: Vec<(F, Arc<str>)>,
+    segments: Vec<(F, Seg)>,
     /// The labels the lines carry.
     addr: Box<str>,
     cluster: Box<str>,
@@ -178,8 +178,86 @@ pub struct NodeText {
 
 impl NodeText {
     /// (family, its lines) for every family with lines, in catalogue order.
-    pub fn segments(&self) -> &[(F, Arc<str>)] {
+    pub fn segments(&self) -> &[(F, Seg)] {
         &self.segments
+    }
+}
+
+/// One family's lines: a range of a buffer shared by all the families a
+/// poll rendered (one allocation per poll, and a node's text contiguous in
+/// memory for the scrape's copy), or of an earlier poll's buffer when the
+/// lines were reused.
+#[derive(Debug, Clone)]
+pub struct Seg {
+    buf: Arc<str>,
+    range: std::ops::Range<usize>,
+}
+
+impl Seg {
+    /// The same lines of the same buffer (reused, not re-rendered).
+    pub fn same(&self, other: &Seg) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf) && self.range == other.range
+    }
+}
+
+impl std::ops::Deref for Seg {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Ranges are built on line boundaries of this very buffer.
+        self.buf.get(self.range.clone()).unwrap_or("")
+    }
+}
+
+/// A node's lines while a poll renders them: one buffer, families in the
+/// order they are written, sorted into catalogue order at the end.
+#[derive(Default)]
+struct NodeOut {
+    buf: String,
+    /// (family, byte range in `buf`), in write order.
+    spans: Vec<(F, std::ops::Range<usize>)>,
+}
+
+impl NodeOut {
+    fn push(&mut self, f: F, labels: &[(&str, &str)], value: f64) {
+        let start = self.buf.len();
+        write_line(&mut self.buf, f, labels, value);
+        let end = self.buf.len();
+        if end == start {
+            return;
+        }
+        match self.spans.last_mut() {
+            Some((g, r)) if *g == f && r.end == start => r.end = end,
+            _ => self.spans.push((f, start..end)),
+        }
+    }
+
+    /// The lines as segments of one shared buffer, in catalogue order (a
+    /// stable sort keeps each family's lines in write order).
+    fn into_segments(mut self) -> Vec<(F, Seg)> {
+        self.spans.sort_by_key(|(f, _)| *f as usize);
+        let mut text = String::with_capacity(self.buf.len());
+        let mut ranges: Vec<(F, std::ops::Range<usize>)> = Vec::new();
+        for (f, r) in &self.spans {
+            let start = text.len();
+            text.push_str(&self.buf[r.clone()]);
+            match ranges.last_mut() {
+                Some((g, last)) if g == f => last.end = text.len(),
+                _ => ranges.push((*f, start..text.len())),
+            }
+        }
+        let buf: Arc<str> = Arc::from(text);
+        ranges
+            .into_iter()
+            .map(|(f, range)| {
+                (
+                    f,
+                    Seg {
+                        buf: buf.clone(),
+                        range,
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -203,16 +281,6 @@ impl Out {
         for (f, lines) in &text.segments {
             self.families[*f as usize].push_str(lines);
         }
-    }
-
-    /// The lines collected so far, as [`NodeText`] segments.
-    fn into_segments(self) -> Vec<(F, Arc<str>)> {
-        self.families
-            .into_iter()
-            .enumerate()
-            .filter(|(_, lines)| !lines.is_empty())
-            .map(|(i, lines)| (FAMILY_IDS[i], Arc::from(lines)))
-            .collect()
     }
 
     pub fn encode(self) -> String {
@@ -524,7 +592,7 @@ impl Page {
                 }
                 let segment = node_text(&self.views[self.step]).and_then(|t| t.segments.get(ti));
                 if let Some((_, lines)) = segment.filter(|(g, _)| *g == f) {
-                    text = lines;
+                    text = &**lines;
                 }
             } else {
                 state = &self.out.families[self.family];
@@ -691,7 +759,7 @@ const STATUS: &[(F, &str)] = &[
     (F::AofWriteStatus, "aof_last_write_status"),
 ];
 
-fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
+fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) {
     let info = &obs.info;
     let (engine, engine_version) = engine(info);
     out.push(
@@ -823,7 +891,7 @@ fn node_metrics(out: &mut Out, obs: &Observation, base: &[(&str, &str); 2]) {
 }
 
 /// The [`COMMAND_FAMILIES`] lines.
-fn command_metrics(out: &mut Out, commands: &[CommandStat], base: &[(&str, &str); 2]) {
+fn command_metrics(out: &mut NodeOut, commands: &[CommandStat], base: &[(&str, &str); 2]) {
     for c in commands {
         let l = [base[0], base[1], ("cmd", c.cmd.as_str())];
         out.push(F::Commands, &l, c.calls as f64);
@@ -838,7 +906,7 @@ fn command_metrics(out: &mut Out, commands: &[CommandStat], base: &[(&str, &str)
 }
 
 /// The [`LATENCY_FAMILIES`] lines.
-fn latency_metrics(out: &mut Out, latencies: &[LatencyStat], base: &[(&str, &str); 2]) {
+fn latency_metrics(out: &mut NodeOut, latencies: &[LatencyStat], base: &[(&str, &str); 2]) {
     for l in latencies {
         for (q, usec) in &l.percentiles {
             out.push(
@@ -992,7 +1060,7 @@ pub fn render_node_with(
     let same_commands = prev.filter(|p| Arc::ptr_eq(&p.commands, &info.commands));
     let same_latencies = prev.filter(|p| Arc::ptr_eq(&p.latencies, &info.latencies));
 
-    let mut out = Out::default();
+    let mut out = NodeOut::default();
     let base = [("addr", addr), ("cluster", cluster)];
     node_metrics(&mut out, obs, &base);
     if same_commands.is_none() {
@@ -1181,7 +1249,7 @@ mod tests {
             .collect()
     }
 
-    fn segment(t: &NodeText, f: F) -> Arc<str> {
+    fn segment(t: &NodeText, f: F) -> Seg {
         t.segments()
             .iter()
             .find(|(g, _)| *g == f)
@@ -1207,12 +1275,9 @@ mod tests {
         let t2 = render_node_with(&fast, "h:1", "c", Some(&t1));
         assert_eq!(texts(&t2), texts(&render_node(&fast, "h:1", "c")));
         for f in [F::Commands, F::CommandsDuration, F::Latency] {
-            assert!(Arc::ptr_eq(&segment(&t1, f), &segment(&t2, f)), "{f:?}");
+            assert!(segment(&t1, f).same(&segment(&t2, f)), "{f:?}");
         }
-        assert!(!Arc::ptr_eq(
-            &segment(&t1, F::Uptime),
-            &segment(&t2, F::Uptime)
-        ));
+        assert!(!segment(&t1, F::Uptime).same(&segment(&t2, F::Uptime)));
 
         // A detail poll: new lists, with a changed count.
         let mut info = fixture("master-2-replicas");
@@ -1221,19 +1286,13 @@ mod tests {
         let detail = observation(info);
         let t3 = render_node_with(&detail, "h:1", "c", Some(&t2));
         assert_eq!(texts(&t3), texts(&render_node(&detail, "h:1", "c")));
-        assert_ne!(segment(&t3, F::Commands), segment(&t2, F::Commands));
-        assert!(Arc::ptr_eq(
-            &segment(&t2, F::Latency),
-            &segment(&t3, F::Latency)
-        ));
+        assert_ne!(&*segment(&t3, F::Commands), &*segment(&t2, F::Commands));
+        assert!(segment(&t2, F::Latency).same(&segment(&t3, F::Latency)));
 
         // New labels: nothing is reused.
         let t4 = render_node_with(&detail, "h:1", "other", Some(&t3));
         assert_eq!(texts(&t4), texts(&render_node(&detail, "h:1", "other")));
-        assert!(!Arc::ptr_eq(
-            &segment(&t3, F::Latency),
-            &segment(&t4, F::Latency)
-        ));
+        assert!(!segment(&t3, F::Latency).same(&segment(&t4, F::Latency)));
     }
 
     fn node(addr: &str, cluster: &str) -> Arc<NodeState> {
