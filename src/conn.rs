@@ -93,8 +93,17 @@ impl Conn {
             match conn.query(&args).await? {
                 Reply::Status(_) => {}
                 // The server's own words ("WRONGPASS invalid username-
-                // password pair..."); they never echo the password.
-                Reply::Error(e) => return Err(PollError::new(Reason::Auth, e)),
+                // password pair..."). A real server never echoes the
+                // password; a hostile one could, so it is cut out.
+                Reply::Error(e) => {
+                    let pw = password.expose();
+                    let e = if pw.is_empty() {
+                        e
+                    } else {
+                        e.replace(pw, "<redacted>")
+                    };
+                    return Err(PollError::new(Reason::Auth, e));
+                }
                 _ => return Err(PollError::new(Reason::Protocol, "unexpected reply to AUTH")),
             }
         }

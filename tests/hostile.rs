@@ -30,6 +30,8 @@ enum Behaviour {
     EndlessArray,
     Trickle,
     CloseMidReply,
+    /// Answers AUTH with an error quoting the whole request back.
+    EchoAuth,
 }
 
 struct FakeServer {
@@ -79,10 +81,10 @@ fn serve(mut conn: TcpStream, behaviour: Behaviour, stop: &AtomicBool) {
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // Wait for the first command (INFO ...), whatever it is.
     let mut buf = [0u8; 4096];
-    match conn.read(&mut buf) {
-        Ok(n) if n > 0 => {}
+    let first = match conn.read(&mut buf) {
+        Ok(n) if n > 0 => n,
         _ => return,
-    }
+    };
     let alive = |sent: usize| {
         !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE && sent < MAX_FAKE_BYTES
     };
@@ -119,6 +121,10 @@ fn serve(mut conn: TcpStream, behaviour: Behaviour, stop: &AtomicBool) {
         }
         Behaviour::CloseMidReply => {
             let _ = conn.write_all(b"$100\r\nredis_version:7.0");
+        }
+        Behaviour::EchoAuth => {
+            let request = String::from_utf8_lossy(&buf[..first]).replace(['\r', '\n'], " ");
+            let _ = conn.write_all(format!("-ERR bad password in: {request}\r\n").as_bytes());
         }
     }
 }
@@ -203,5 +209,30 @@ fn hostile_servers_are_contained() {
     assert_eq!(
         find_value(&d.metrics(), "redis_up", &[("addr", &ra)]),
         Some(1.0)
+    );
+}
+
+/// A server that quotes our AUTH request back in its error reply: the node
+/// is down with reason auth, and the password shows nowhere.
+#[test]
+fn a_server_echoing_the_password_does_not_leak_it() {
+    let fake = FakeServer::start(Behaviour::EchoAuth);
+    let secret = "Zq9EchoedSecret";
+    let url = format!("redis://:{secret}@{}", fake.addr);
+    let d = TestDaemon::start(&["--redis.addr", &url]);
+    d.wait_value(
+        WAIT,
+        "redis_vitals_poll_errors_total",
+        &[("addr", &fake.addr), ("reason", "auth")],
+        |v| v >= 1.0,
+    );
+    for path in ["/", "/metrics", "/sd"] {
+        let (_, body) = d.get(path);
+        assert!(!body.contains(secret), "{path} shows the password");
+    }
+    let (_, landing) = d.get("/");
+    assert!(
+        landing.contains("&lt;redacted&gt;") || landing.contains("<redacted>"),
+        "{landing}"
     );
 }
