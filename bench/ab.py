@@ -23,19 +23,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as c  # noqa: E402
 
 
-def phase(binary, fleet, args, tmp, tag):
+def start_vitals(binary, fleet, tmp, tag, interval, extra):
+    """Starts redis-vitals on `fleet` (compare.py's settings: poll interval =
+    round interval, 1 s timeout) and waits until it is ready. Returns
+    (process, scraper)."""
     port = c.free_ports(1)[0]
     cfg = os.path.join(tmp, "ab-%s.toml" % tag)
     with open(cfg, "w") as f:
         f.write("[redis]\naddr = [\n")
         for p in fleet.ports:
             f.write('  "redis://127.0.0.1:%d",\n' % p)
-        f.write('\n]\n[poll]\ninterval = "%dms"\ntimeout = "1s"\n' % round(args.interval * 1000))
+        f.write('\n]\n[poll]\ninterval = "%dms"\ntimeout = "1s"\n' % round(interval * 1000))
         f.write('\n[web]\nlisten-address = "127.0.0.1:%d"\n\n[log]\nlevel = "warn"\n' % port)
-    proc = c.spawn([binary, "--config.file", cfg] + args.arg, tag, os.path.join(tmp, tag + ".log"))
+    proc = c.spawn([binary, "--config.file", cfg] + extra, tag, os.path.join(tmp, tag + ".log"))
     scraper = c.Scraper(port, 30, False)
     try:
         c.wait_http(scraper, "/-/ready", 200, 30 + fleet.n * 0.1, proc, tag)
+    except BaseException:
+        c.stop(proc)
+        raise
+    return proc, scraper
+
+
+def phase(binary, fleet, args, tmp, tag):
+    proc, scraper = start_vitals(binary, fleet, tmp, tag, args.interval, args.arg)
+    try:
         lat = []
 
         def one_round(i):
