@@ -21,14 +21,7 @@ fn parse(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let info = redis_vitals::info::parse_info(&fixture());
-    let obs = redis_vitals::state::Observation {
-        at: std::time::Instant::now(),
-        maxclients: info.u64("maxclients"),
-        info,
-        cluster_info: None,
-        cluster_nodes: None,
-        denied: Vec::new(),
-    };
+    let obs = redis_vitals::state::Observation::from_info(info);
     c.bench_function("render_observation/redis-7.0.15-master", |b| {
         b.iter(|| {
             redis_vitals::exposition::render_observation(
@@ -62,14 +55,7 @@ fn render(c: &mut Criterion) {
 fn render_fleet(c: &mut Criterion) {
     use std::sync::Arc;
     let info = redis_vitals::info::parse_info(&fixture());
-    let obs = Arc::new(redis_vitals::state::Observation {
-        at: std::time::Instant::now(),
-        maxclients: info.u64("maxclients"),
-        info,
-        cluster_info: None,
-        cluster_nodes: None,
-        denied: Vec::new(),
-    });
+    let obs = Arc::new(redis_vitals::state::Observation::from_info(info));
     for n in [100usize, 500] {
         let nodes: Vec<Arc<redis_vitals::state::NodeState>> = (0..n)
             .map(|i| {

@@ -1232,14 +1232,7 @@ mod tests {
     }
 
     fn observation(info: Info) -> Observation {
-        Observation {
-            at: Instant::now(),
-            maxclients: info.u64("maxclients"),
-            info,
-            cluster_info: None,
-            cluster_nodes: None,
-            denied: Vec::new(),
-        }
+        Observation::from_info(info)
     }
 
     fn texts(t: &NodeText) -> Vec<(F, String)> {

@@ -32,6 +32,21 @@ pub struct Observation {
     pub denied: Vec<&'static str>,
 }
 
+impl Observation {
+    /// An observation of INFO alone, taken now, its client limit from INFO
+    /// itself: what fixture tests and benchmarks render.
+    pub fn from_info(info: Info) -> Observation {
+        Observation {
+            at: Instant::now(),
+            maxclients: info.u64("maxclients"),
+            info,
+            cluster_info: None,
+            cluster_nodes: None,
+            denied: Vec::new(),
+        }
+    }
+}
+
 /// The mutable part of a node's state.
 #[derive(Debug, Default)]
 pub struct NodeStatus {

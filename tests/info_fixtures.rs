@@ -16,7 +16,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use redis_vitals::exposition::{render_observation, Kind, FAMILIES};
 use redis_vitals::info::{parse_info, Info};
@@ -114,14 +113,7 @@ fn all_fixtures() -> Vec<(String, String)> {
 }
 
 fn observe(info: Info) -> Observation {
-    Observation {
-        at: Instant::now(),
-        maxclients: info.u64("maxclients"),
-        info,
-        cluster_info: None,
-        cluster_nodes: None,
-        denied: Vec::new(),
-    }
+    Observation::from_info(info)
 }
 
 fn render(text: &str) -> String {
