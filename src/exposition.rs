@@ -397,7 +397,8 @@ pub struct RenderContext {
     pub tasks: Option<usize>,
 }
 
-/// A consistent copy of one node's state, taken under its lock.
+/// A consistent copy of one node's state, taken under its lock: shared
+/// pieces (`Arc`s), nothing copied but the master offset history.
 pub struct NodeView {
     pub node: Arc<NodeState>,
     /// The `cluster` label (see NodeStatus::cluster).
@@ -405,13 +406,12 @@ pub struct NodeView {
     pub last: Option<Arc<Observation>>,
     /// The node's series from its last poll, pre-rendered.
     pub rendered: Option<Arc<NodeText>>,
-    pub hit_ratio: Option<f64>,
+    /// The node's state lines, pre-rendered by its last poll.
+    pub state: Arc<StateText>,
+    /// The master's offset history with its replication ID; empty unless
+    /// the node lists replicas (only replication lag reads it).
     pub offsets: (String, Vec<derive::OffsetSample>),
-    pub polls_total: u64,
-    pub errors_total: Vec<(crate::error::Reason, u64)>,
-    pub connections_opened: u64,
     pub last_success: Option<Instant>,
-    pub last_poll_duration: Option<f64>,
 }
 
 pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
@@ -419,47 +419,163 @@ pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
         .iter()
         .map(|n| {
             let st = n.status();
-            let (replid, offsets) = st.history.offsets();
+            // The poll's state lines, unless discovery relabelled the node
+            // since (or it was never polled): then render them now.
+            let state = match &st.state_text {
+                Some(t) if Arc::ptr_eq(&t.cluster, &st.cluster) => t.clone(),
+                _ => Arc::new(render_state(&n.target.addr, &st, hit_window)),
+            };
+            let lists_replicas = st
+                .last
+                .as_ref()
+                .is_some_and(|o| !o.info.replicas.is_empty());
+            let offsets = if lists_replicas {
+                let (replid, offsets) = st.history.offsets();
+                (replid.to_string(), offsets)
+            } else {
+                (String::new(), Vec::new())
+            };
             NodeView {
                 node: n.clone(),
                 cluster: st.cluster.clone(),
                 last: st.last.clone(),
                 rendered: st.rendered.clone(),
-                hit_ratio: st.history.hit_ratio(hit_window),
-                offsets: (replid.to_string(), offsets),
-                polls_total: st.polls_total,
-                errors_total: st.errors_total.iter().map(|(r, c)| (*r, *c)).collect(),
-                connections_opened: st.connections_opened,
+                state,
+                offsets,
                 last_success: st.last_success,
-                last_poll_duration: st.last_poll_duration.map(|d| d.as_secs_f64()),
             }
         })
         .collect()
 }
 
-/// Bytes per chunk of a streamed page. Below glibc's 128 KiB mmap
+/// A node's lines that come from its poll bookkeeping rather than from
+/// INFO: `redis_up`, the hit ratio and the poll counters. They change only
+/// when a poll ends, so the poller renders them then (a scrape of 100 nodes
+/// spent a third of its time on them, BENCHMARKS.md); the age of the last
+/// success grows with the clock and is the one line a scrape writes.
+#[derive(Debug)]
+pub struct StateText {
+    /// The `cluster` label the lines carry: a relabel by discovery makes
+    /// them stale.
+    cluster: Arc<str>,
+    text: String,
+    /// (family, byte range of its lines in `text`), in catalogue order.
+    spans: Vec<(F, std::ops::Range<usize>)>,
+}
+
+/// The families of [`StateText`], in catalogue order; the age of the last
+/// success (between poll duration and connections opened in the
+/// catalogue) is written by the scrape.
+const STATE_FAMILIES: &[F] = &[
+    F::Up,
+    F::HitRatio,
+    F::Polls,
+    F::PollErrors,
+    F::PollDuration,
+    F::ConnectionsOpened,
+];
+
+/// Renders the state lines of the node at `addr` from its status.
+pub fn render_state(addr: &str, st: &crate::state::NodeStatus, hit_window: f64) -> StateText {
+    let mut text = String::with_capacity(1536);
+    let mut spans = Vec::with_capacity(STATE_FAMILIES.len());
+    for &f in STATE_FAMILIES {
+        let start = text.len();
+        write_state_lines(&mut text, f, addr, st, hit_window);
+        if text.len() > start {
+            spans.push((f, start..text.len()));
+        }
+    }
+    StateText {
+        cluster: st.cluster.clone(),
+        text,
+        spans,
+    }
+}
+
+/// The node's lines of family `f` (one of [`STATE_FAMILIES`]).
+fn write_state_lines(
+    buf: &mut String,
+    f: F,
+    addr: &str,
+    st: &crate::state::NodeStatus,
+    hit_window: f64,
+) {
+    let base = [("addr", addr), ("cluster", &*st.cluster)];
+    match f {
+        F::Up => write_line(buf, f, &base, if st.last.is_some() { 1.0 } else { 0.0 }),
+        F::HitRatio => {
+            // Only beside the node's other series (it is up).
+            if st.last.is_some() && st.rendered.is_some() {
+                if let Some(r) = st.history.hit_ratio(hit_window) {
+                    write_line(buf, f, &base, r);
+                }
+            }
+        }
+        F::Polls => write_line(buf, f, &base, st.polls_total as f64),
+        F::PollErrors => {
+            // Every reason from 0, so rate() sees a node's first failure of
+            // a kind.
+            for reason in crate::error::Reason::ALL {
+                let count = st.errors_total.get(&reason).copied().unwrap_or(0);
+                write_line(
+                    buf,
+                    f,
+                    &[base[0], base[1], ("reason", reason.as_str())],
+                    count as f64,
+                );
+            }
+        }
+        F::ConnectionsOpened => write_line(buf, f, &base, st.connections_opened as f64),
+        F::PollDuration => {
+            if let Some(d) = st.last_poll_duration {
+                write_line(buf, f, &base, d.as_secs_f64());
+            }
+        }
+        _ => debug_assert!(false, "{f:?} is not a state family"),
+    }
+}
+
+/// The node's `redis_vitals_last_success_age_seconds` line, now.
+fn write_age_line(buf: &mut String, v: &NodeView) {
+    if let Some(at) = v.last_success {
+        let base = [
+            ("addr", v.node.target.addr.as_str()),
+            ("cluster", &*v.cluster),
+        ];
+        write_line(buf, F::LastSuccessAge, &base, at.elapsed().as_secs_f64());
+    }
+}
+
+/// Bytes per chunk of a streamed page. Just below glibc's 128 KiB mmap
 /// threshold, so chunk buffers are reused from the heap instead of being
 /// mapped and faulted in afresh by every scrape; and a scrape holds one
-/// chunk at a time instead of the whole page (1.3 MB at 100 nodes).
-pub const CHUNK_SIZE: usize = 32 * 1024;
+/// chunk at a time instead of the whole page (1.3 MB at 100 nodes). hyper
+/// writes each chunk with its own `writev` (its write buffer is capped by
+/// the same `max_buf_size` that caps the request head), so the chunk is
+/// also the write size: 32 KiB chunks cost 38 writes, and as many wake-ups
+/// of the scraper, for a page of 100 nodes.
+pub const CHUNK_SIZE: usize = 120 * 1024;
 
 /// A page being rendered: a snapshot of the nodes (shared, not copied) and
 /// the position reached. Each [`Page::next_chunk`] renders about
 /// [`CHUNK_SIZE`] bytes more; the HTTP body calls it as the client reads.
 ///
 /// The page writes, for each family in catalogue order, its header, then
-/// its lines: per node (in address order) the node's [`StateLines`] or
+/// its lines: per node (in address order) the node's [`StateText`] or
 /// pre-rendered [`NodeText`] segment for the family, then the lines
 /// computed up front (build info, replication lag, topology). A family
 /// without lines is left out. The process collector's families come last.
 pub struct Page {
     /// The nodes on the page (all, or the `/scrape` target).
     views: Vec<NodeView>,
-    /// Per view: its lines from its state at snapshot time.
-    state: Vec<StateLines>,
-    /// Per view: the next of its `state` spans and of its [`NodeText`]
-    /// segments to write. Both are in catalogue order, so they only move
-    /// forward.
+    /// Every view's age line, taken when the page was created, and per view
+    /// its range in `ages`.
+    ages: String,
+    age_ranges: Vec<std::ops::Range<usize>>,
+    /// Per view: the next of its [`StateText`] spans and of its
+    /// [`NodeText`] segments to write. Both are in catalogue order, so they
+    /// only move forward.
     cursors: Vec<(usize, usize)>,
     /// Lines computed when the page was created: build info, poll interval,
     /// tasks, replication lag (needs every node at once), topology.
@@ -479,26 +595,6 @@ pub struct Page {
     /// its first line).
     header_pending: bool,
 }
-
-/// A node's lines that come from its state rather than its last poll's
-/// text: `redis_up`, the poll counters and the hit ratio. A few lines per
-/// node, rendered when the page is created.
-struct StateLines {
-    text: String,
-    /// (family, byte range of its lines in `text`), in catalogue order.
-    spans: Vec<(F, std::ops::Range<usize>)>,
-}
-
-/// The families of [`StateLines`], in catalogue order.
-const STATE_FAMILIES: &[F] = &[
-    F::Up,
-    F::HitRatio,
-    F::Polls,
-    F::PollErrors,
-    F::PollDuration,
-    F::LastSuccessAge,
-    F::ConnectionsOpened,
-];
 
 impl Page {
     pub fn new(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> Page {
@@ -522,18 +618,27 @@ impl Page {
         if let Some(addr) = ctx.only_addr.as_deref() {
             views.retain(|v| v.node.target.addr == addr);
         }
-        let state: Vec<StateLines> = views.iter().map(state_lines).collect();
+        let mut ages = String::with_capacity(100 * views.len());
+        let age_ranges = views
+            .iter()
+            .map(|v| {
+                let start = ages.len();
+                write_age_line(&mut ages, v);
+                start..ages.len()
+            })
+            .collect::<Vec<_>>();
 
         // The page's length: every piece, and the header of every family
         // with at least one.
         let mut has_lines = vec![false; FAMILIES.len()];
-        let mut len = process.len();
+        let mut len = process.len() + ages.len();
+        has_lines[F::LastSuccessAge as usize] = !ages.is_empty();
         for (i, lines) in out.families.iter().enumerate() {
             has_lines[i] |= !lines.is_empty();
             len += lines.len();
         }
-        for (v, st) in views.iter().zip(&state) {
-            for (f, range) in &st.spans {
+        for v in &views {
+            for (f, range) in &v.state.spans {
                 has_lines[*f as usize] = true;
                 len += range.len();
             }
@@ -550,7 +655,8 @@ impl Page {
         Page {
             cursors: vec![(0, 0); views.len()],
             views,
-            state,
+            ages,
+            age_ranges,
             out,
             process,
             len,
@@ -586,8 +692,10 @@ impl Page {
             } else if self.step < n {
                 let f = FAMILY_IDS[self.family];
                 let (si, ti) = self.cursors[self.step];
-                let st = &self.state[self.step];
-                if let Some((_, range)) = st.spans.get(si).filter(|(g, _)| *g == f) {
+                let st = &self.views[self.step].state;
+                if f == F::LastSuccessAge {
+                    state = &self.ages[self.age_ranges[self.step].clone()];
+                } else if let Some((_, range)) = st.spans.get(si).filter(|(g, _)| *g == f) {
                     state = &st.text[range.clone()];
                 }
                 let segment = node_text(&self.views[self.step]).and_then(|t| t.segments.get(ti));
@@ -616,7 +724,8 @@ impl Page {
                 self.header_pending = false;
                 if self.family < FAMILIES.len() && self.step < n {
                     let (si, ti) = &mut self.cursors[self.step];
-                    *si += usize::from(!state.is_empty());
+                    let from_spans = FAMILY_IDS[self.family] != F::LastSuccessAge;
+                    *si += usize::from(from_spans && !state.is_empty());
                     *ti += usize::from(!text.is_empty());
                 }
             }
@@ -635,65 +744,6 @@ impl Page {
 /// The node's pre-rendered text, if it is up.
 fn node_text(v: &NodeView) -> Option<&NodeText> {
     v.last.as_ref().and(v.rendered.as_deref())
-}
-
-fn state_lines(v: &NodeView) -> StateLines {
-    let mut text = String::new();
-    let mut spans = Vec::new();
-    for &f in STATE_FAMILIES {
-        let start = text.len();
-        write_state_lines(&mut text, f, v);
-        if text.len() > start {
-            spans.push((f, start..text.len()));
-        }
-    }
-    StateLines { text, spans }
-}
-
-/// The node's lines of family `f` (one of [`STATE_FAMILIES`]).
-fn write_state_lines(buf: &mut String, f: F, v: &NodeView) {
-    let base = [
-        ("addr", v.node.target.addr.as_str()),
-        ("cluster", &*v.cluster),
-    ];
-    match f {
-        F::Up => write_line(buf, f, &base, if v.last.is_some() { 1.0 } else { 0.0 }),
-        F::HitRatio => {
-            if let (Some(_), Some(r)) = (node_text(v), v.hit_ratio) {
-                write_line(buf, f, &base, r);
-            }
-        }
-        F::Polls => write_line(buf, f, &base, v.polls_total as f64),
-        F::PollErrors => {
-            // Every reason from 0, so rate() sees a node's first failure of
-            // a kind.
-            for reason in crate::error::Reason::ALL {
-                let count = v
-                    .errors_total
-                    .iter()
-                    .find(|(r, _)| *r == reason)
-                    .map_or(0, |(_, c)| *c);
-                write_line(
-                    buf,
-                    f,
-                    &[base[0], base[1], ("reason", reason.as_str())],
-                    count as f64,
-                );
-            }
-        }
-        F::ConnectionsOpened => write_line(buf, f, &base, v.connections_opened as f64),
-        F::PollDuration => {
-            if let Some(d) = v.last_poll_duration {
-                write_line(buf, f, &base, d);
-            }
-        }
-        F::LastSuccessAge => {
-            if let Some(at) = v.last_success {
-                write_line(buf, f, &base, at.elapsed().as_secs_f64());
-            }
-        }
-        _ => debug_assert!(false, "{f:?} is not a state family"),
-    }
 }
 
 /// Renders the text exposition of `nodes` as one string (tests, benches;
@@ -1346,6 +1396,17 @@ mod tests {
                     st.last = Some(Arc::new(obs));
                     st.last_poll_duration = Some(std::time::Duration::from_micros(1500));
                 }
+                // Half the nodes carry state lines from their last poll
+                // (the others are rendered by the page); every fifth of
+                // those was relabelled by discovery since, so its lines
+                // are stale and must not be served.
+                if i % 2 == 0 {
+                    let text = render_state(&n.target.addr, &st, 60.0);
+                    st.state_text = Some(Arc::new(text));
+                    if i % 5 == 0 {
+                        st.cluster = Arc::from("relabelled");
+                    }
+                }
             }
             nodes.push(n);
         }
@@ -1397,9 +1458,13 @@ mod tests {
             {
                 continue;
             }
+            let st = v.node.status();
             for f in STATE_FAMILIES {
-                write_state_lines(&mut out.families[*f as usize], *f, v);
+                let buf = &mut out.families[*f as usize];
+                write_state_lines(buf, *f, &v.node.target.addr, &st, ctx.hit_window);
             }
+            drop(st);
+            write_age_line(&mut out.families[F::LastSuccessAge as usize], v);
             if let Some(text) = node_text(v) {
                 out.append(text);
             }

@@ -222,6 +222,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_poll_duration = Some(took);
                 st.polled_once = true;
                 st.polls_total += 1;
+                let state = crate::exposition::render_state(&node.target.addr, &st, ctx.hit_window);
+                st.state_text = Some(Arc::new(state));
                 drop(st);
                 tell_discovery(&ctx, &mut told, input);
             }
@@ -252,6 +254,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_error = Some(e);
                 st.polled_once = true;
                 st.polls_total += 1;
+                let state = crate::exposition::render_state(&node.target.addr, &st, ctx.hit_window);
+                st.state_text = Some(Arc::new(state));
                 drop(st);
                 tell_discovery(&ctx, &mut told, (None, crate::topology::role_code(None)));
             }

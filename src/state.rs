@@ -56,6 +56,9 @@ pub struct NodeStatus {
     /// `last`'s series, pre-rendered with the node's labels (see
     /// exposition::render_node); set and cleared together with `last`.
     pub rendered: Option<Arc<crate::exposition::NodeText>>,
+    /// The state lines (up, poll counters, hit ratio) as of the last poll,
+    /// rendered by the poller after it updated the fields below.
+    pub state_text: Option<Arc<crate::exposition::StateText>>,
     pub last_error: Option<PollError>,
     pub last_success: Option<Instant>,
     pub last_poll_duration: Option<Duration>,
