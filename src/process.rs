@@ -1,23 +1,30 @@
-//! The exporter's own `process_*` series, read from `/proc/self`.
+//! The exporter's own `process_*` series.
 //!
 //! Same names and meanings as the Prometheus client libraries' process
 //! collector, with two differences that matter to whoever runs us: CPU
 //! seconds keep their sub-second part (the `prometheus` crate's collector
 //! truncates them to whole seconds, so `rate()` over a minute of a cheap
-//! exporter read 0 or 1/60), and a scrape costs three small reads instead
-//! of the crate's `procfs` process object (a sixth of a one-node
-//! exporter's CPU in the benchmark profile).
+//! exporter read 0 or 1/60), and a sample is cheap. At one node, reading
+//! `/proc/self/stat`, `/proc/self/limits` and listing `/proc/self/fd` on
+//! every scrape was a third of the scrape's CPU (perf: the kernel
+//! formatting those files and walking the paths), so a sample is five
+//! cheap system calls instead:
 //!
-//! A sample costs three system calls: `/proc/self/stat` and
-//! `/proc/self/limits` stay open and are re-read from offset 0 (procfs
-//! regenerates them on each read), and the open descriptors are counted by
-//! the size `stat(2)` reports for `/proc/self/fd` (Linux 6.2+), falling
-//! back to listing the directory on older kernels, where that size is 0.
-//! Listing cost about 40 µs per scrape at 100 nodes, in the kernel's
-//! per-entry work.
+//! * CPU: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`, all threads, dead ones
+//!   included (what utime+stime count), in nanoseconds;
+//! * memory: `/proc/self/statm`, held open and re-read from offset 0
+//!   (procfs regenerates it on each read);
+//! * open descriptors: the size `fstat` reports for the held
+//!   `/proc/self/fd` directory (Linux 6.2+; older kernels report 0, and
+//!   then the directory is listed);
+//! * threads: the held `/proc/self/task` directory's link count, 2 + the
+//!   number of threads;
+//! * descriptor limit: `getrlimit(RLIMIT_NOFILE)`, the soft limit.
+//!
+//! The start time does not change and is read once.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 
 /// Values of one sample; a read that failed leaves its field `None`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,34 +66,33 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// The soft limit of `Max open files` in `/proc/<pid>/limits`; `None` when
-/// unlimited or absent.
-pub fn parse_max_open_files(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_ascii_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// Virtual and resident size in pages, from `/proc/<pid>/statm`.
+pub fn parse_statm(text: &str) -> Option<(u64, u64)> {
+    let mut f = text.split_ascii_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
 }
 
-/// Reads samples of the current process. Constants of the system are read
-/// once; the two files it re-reads are held open (two descriptors, counted
-/// in `process_open_fds` like any other).
+/// Reads samples of the current process. Constants of the system and the
+/// start time are read once; the files it re-reads are held open (three
+/// descriptors, counted in `process_open_fds` like any other).
 #[derive(Debug)]
 pub struct Reader {
-    ticks_per_second: f64,
     page_size: u64,
-    /// Boot time (Unix seconds), for the process start time.
-    boot_time: Option<u64>,
-    stat: Option<File>,
-    limits: Option<File>,
+    start_time_seconds: Option<f64>,
+    statm: Option<File>,
+    fd_dir: Option<File>,
+    task_dir: Option<File>,
 }
 
-/// Room for `/proc/self/stat` (about 300 bytes) and `/proc/self/limits`
-/// (about 1.4 KB); a longer read is cut, and the cut text fails to parse
-/// rather than being misread.
-const PROC_FILE_MAX: usize = 4096;
+impl Default for Reader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Room for `/proc/self/statm` (a line of seven numbers); a longer read is
+/// cut, and the cut text fails to parse rather than being misread.
+const PROC_FILE_MAX: usize = 512;
 
 /// The text of an open procfs file, read from its start into `buf`.
 fn read_from_start<'b>(file: Option<&File>, buf: &'b mut [u8; PROC_FILE_MAX]) -> Option<&'b str> {
@@ -106,59 +112,55 @@ fn read_from_start<'b>(file: Option<&File>, buf: &'b mut [u8; PROC_FILE_MAX]) ->
     std::str::from_utf8(&buf[..len]).ok()
 }
 
-/// Open descriptors of this process.
-fn count_open_fds() -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
+/// Open descriptors of this process, from the held `/proc/self/fd`.
+fn count_open_fds(fd_dir: Option<&File>) -> Option<u64> {
     // Linux 6.2+ reports the count as the directory's size. Older kernels
-    // report 0, never a true count here (stdin and the listener are open).
-    if let Ok(meta) = std::fs::metadata("/proc/self/fd") {
-        if meta.size() > 0 {
-            return Some(meta.size());
-        }
-    }
-    std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as u64)
-}
-
-impl Default for Reader {
-    fn default() -> Self {
-        Self::new()
+    // report 0, never a true count here (this very directory is open).
+    match fd_dir.map(File::metadata) {
+        Some(Ok(meta)) if meta.size() > 0 => Some(meta.size()),
+        _ => std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64),
     }
 }
 
 impl Reader {
     pub fn new() -> Reader {
+        let ticks_per_second = procfs::ticks_per_second().max(1) as f64;
+        let stat = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|t| parse_stat(&t));
+        let start_time_seconds = match (stat, procfs::boot_time_secs().ok()) {
+            (Some(s), Some(boot)) => Some(boot as f64 + s.start_ticks as f64 / ticks_per_second),
+            _ => None,
+        };
         Reader {
-            ticks_per_second: procfs::ticks_per_second().max(1) as f64,
             page_size: procfs::page_size(),
-            boot_time: procfs::boot_time_secs().ok(),
-            stat: File::open("/proc/self/stat").ok(),
-            limits: File::open("/proc/self/limits").ok(),
+            start_time_seconds,
+            statm: File::open("/proc/self/statm").ok(),
+            fd_dir: File::open("/proc/self/fd").ok(),
+            task_dir: File::open("/proc/self/task").ok(),
         }
     }
 
     pub fn sample(&self) -> Sample {
+        let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
         let mut buf = [0u8; PROC_FILE_MAX];
-        let stat = read_from_start(self.stat.as_ref(), &mut buf).and_then(parse_stat);
-        let open_fds = count_open_fds();
-        let max_fds =
-            read_from_start(self.limits.as_ref(), &mut buf).and_then(parse_max_open_files);
+        let statm = read_from_start(self.statm.as_ref(), &mut buf).and_then(parse_statm);
+        let threads = self
+            .task_dir
+            .as_ref()
+            .and_then(|d| d.metadata().ok())
+            .and_then(|m| m.nlink().checked_sub(2))
+            .filter(|n| *n > 0);
         Sample {
-            cpu_seconds: stat.map(|s| {
-                s.utime_ticks.saturating_add(s.stime_ticks) as f64 / self.ticks_per_second
-            }),
-            open_fds,
-            max_fds,
-            virtual_memory_bytes: stat.map(|s| s.vsize_bytes),
-            resident_memory_bytes: stat.map(|s| s.rss_pages.saturating_mul(self.page_size)),
-            start_time_seconds: match (stat, self.boot_time) {
-                (Some(s), Some(boot)) => {
-                    Some(boot as f64 + s.start_ticks as f64 / self.ticks_per_second)
-                }
-                _ => None,
-            },
-            threads: stat.map(|s| s.num_threads),
+            cpu_seconds: Some(cpu.tv_sec as f64 + cpu.tv_nsec as f64 / 1e9),
+            open_fds: count_open_fds(self.fd_dir.as_ref()),
+            max_fds: rustix::process::getrlimit(rustix::process::Resource::Nofile).current,
+            virtual_memory_bytes: statm.map(|(size, _)| size.saturating_mul(self.page_size)),
+            resident_memory_bytes: statm.map(|(_, rss)| rss.saturating_mul(self.page_size)),
+            start_time_seconds: self.start_time_seconds,
+            threads,
         }
     }
 }
@@ -248,14 +250,13 @@ mod tests {
     }
 
     #[test]
-    fn parses_limits() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                    Max cpu time              unlimited            unlimited            seconds   \n\
-                    Max open files            1024                 524288               files     \n";
-        assert_eq!(parse_max_open_files(text), Some(1024));
-        let unlimited =
-            "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_max_open_files(unlimited), None);
+    fn parses_statm() {
+        assert_eq!(
+            parse_statm("36078 2943 1792 1200 0 4567 0\n"),
+            Some((36078, 2943))
+        );
+        assert_eq!(parse_statm("36078"), None);
+        assert_eq!(parse_statm("x 1"), None);
     }
 
     #[test]
@@ -281,13 +282,14 @@ mod tests {
     /// threads open and close their own meanwhile: hence the slack).
     #[test]
     fn counts_open_descriptors() {
-        let before = count_open_fds().unwrap();
+        let dir = File::open("/proc/self/fd").ok();
+        let before = count_open_fds(dir.as_ref()).unwrap();
         let files: Vec<File> = (0..64)
             .map(|_| File::open("/proc/self/stat").unwrap())
             .collect();
-        let during = count_open_fds().unwrap();
+        let during = count_open_fds(dir.as_ref()).unwrap();
         drop(files);
-        let after = count_open_fds().unwrap();
+        let after = count_open_fds(dir.as_ref()).unwrap();
         assert!(
             (during as i64 - before as i64 - 64).abs() < 20,
             "{before} {during}"
@@ -311,6 +313,29 @@ mod tests {
                 "CPU seconds stuck at {first}"
             );
         }
+    }
+
+    /// Threads come and go in the count (other tests' threads too: hence
+    /// the slack; a count that did not follow would be off by 8).
+    #[test]
+    fn counts_threads() {
+        let reader = Reader::new();
+        let before = reader.sample().threads.unwrap();
+        let (senders, handles): (Vec<_>, Vec<_>) = (0..8)
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                (tx, std::thread::spawn(move || rx.recv().is_err()))
+            })
+            .unzip();
+        let during = reader.sample().threads.unwrap();
+        drop(senders);
+        for h in handles {
+            assert!(h.join().unwrap());
+        }
+        assert!(
+            (during as i64 - before as i64 - 8).abs() < 8,
+            "{before} {during}"
+        );
     }
 
     /// The real process: every value present and plausible.
