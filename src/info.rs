@@ -148,6 +148,39 @@ impl Info {
     pub fn field_count(&self) -> usize {
         self.fields.len()
     }
+
+    /// Keeps only the plain fields named in `keep` and the replica lines,
+    /// and drops the rest (sections, keyspace, command, latency and error
+    /// stats): what outlives a poll, without the ~7 KB per node that the
+    /// whole reply takes (see `state::KEPT_AFTER_POLL`).
+    pub fn retain_fields(&mut self, keep: &[&str]) {
+        let mut small = Info::default();
+        {
+            let mut kept: Vec<(&str, &str)> = keep
+                .iter()
+                .filter_map(|k| Some((*k, self.get(k)?)))
+                .collect();
+            kept.sort_unstable();
+            kept.dedup_by(|later, first| later.0 == first.0);
+            small
+                .text
+                .reserve_exact(kept.iter().map(|(k, v)| k.len() + v.len()).sum());
+            small.fields.reserve_exact(kept.len());
+            for (k, v) in kept {
+                let k0 = small.text.len() as u32;
+                small.text.push_str(k);
+                let k1 = small.text.len() as u32;
+                small.text.push_str(v);
+                small.fields.push(Field {
+                    key: (k0, k1),
+                    value: (k1, small.text.len() as u32),
+                });
+            }
+        }
+        small.replicas = std::mem::take(&mut self.replicas);
+        small.replicas.shrink_to_fit();
+        *self = small;
+    }
 }
 
 /// Parses the text of an `INFO` reply. Accepts CRLF or LF line ends.
@@ -338,6 +371,25 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retain_fields_keeps_only_what_is_named() {
+        let mut info = parse_info(
+            "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n\
+             slave0:ip=10.0.0.2,port=6380,state=online,offset=42,lag=0\r\n\
+             master_repl_offset:42\r\n# Stats\r\nkeyspace_hits:7\r\n\
+             cmdstat_get:calls=3,usec=9,usec_per_call=3.00\r\n",
+        );
+        assert!(!info.commands.is_empty());
+        info.retain_fields(&["role", "master_repl_offset", "absent", "role"]);
+        assert_eq!(info.get("role"), Some("master"));
+        assert_eq!(info.u64("master_repl_offset"), Some(42));
+        assert_eq!(info.get("keyspace_hits"), None);
+        assert_eq!(info.get("absent"), None);
+        assert_eq!(info.field_count(), 2);
+        assert_eq!(info.replicas.len(), 1);
+        assert!(info.commands.is_empty() && info.sections.is_empty());
+    }
 
     #[test]
     fn shapes() {

@@ -185,7 +185,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         let scheduled = next;
 
         match result {
-            Ok(obs) => {
+            Ok(mut obs) => {
                 if failures > 0 {
                     tracing::info!(addr = %node.target.addr, "node is up again");
                 }
@@ -211,6 +211,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     obs.cluster_nodes.clone(),
                     crate::topology::role_code(Some(&obs)),
                 );
+                obs.info.retain_fields(crate::state::KEPT_AFTER_POLL);
                 let mut st = node.status();
                 st.history
                     .record(at, &counters, ctx.hit_window, ctx.lag_history);
