@@ -59,38 +59,57 @@ pub struct LatencyStat {
 /// Where one plain field's key and value sit in `Info::text`.
 #[derive(Debug, Clone, Copy)]
 struct Field {
-    /// The key's first 8 bytes, big-endian, zero-padded: comparing these
-    /// integers orders keys as their bytes do, so the sort and the lookups
-    /// compare text only between keys sharing 8 bytes (the sort was the
-    /// largest part of parse time, in memcmp on scattered keys).
-    prefix: u64,
     key: (u32, u32),
     value: (u32, u32),
 }
 
-/// A key's first 8 bytes as a big-endian integer, zero-padded; zero is
-/// the smallest byte, so the order of prefixes never contradicts the
-/// order of the keys.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
+fn key_bytes<'t>(text: &'t str, f: &Field) -> &'t [u8] {
+    text.as_bytes()
+        .get(f.key.0 as usize..f.key.1 as usize)
+        .unwrap_or(b"")
+}
+
+/// Hash of a key for [`Info`]'s index: the Fx hash (rustc's), eight bytes
+/// at a time. Not DoS-resistant, and need not be: a reply holds at most
+/// [`MAX_ENTRIES`] fields, so a hostile server that made every key collide
+/// would cost one poll a few million comparisons, inside its timeout.
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = key.len() as u64;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h
 }
 
 /// A parsed `INFO` reply.
 ///
-/// Plain fields are kept as one string plus a sorted index into it rather
+/// Plain fields are kept as one string plus a hash index into it rather
 /// than a map of owned strings: a poll parses ~250 fields, and two
 /// allocations and a hash insert per field were a fifth of the exporter's
-/// CPU in the benchmark profile.
+/// CPU in the benchmark profile. The index replaced a sorted field list
+/// whose sort was a fifth of a poll's parse-and-render instructions
+/// (callgrind, examples/poll_cost.rs).
 #[derive(Debug, Clone, Default)]
 pub struct Info {
     /// Keys and values of the plain `key:value` fields of every section,
     /// back to back; the structured lines below are kept out of it.
     text: String,
-    /// Sorted by key; a repeated key keeps its last value.
+    /// In reply order; of a repeated key only the last is kept.
     fields: Vec<Field>,
+    /// Open addressing with linear probing over `fields`: a slot holds a
+    /// field's position + 1, or 0 when empty. Its length is a power of two
+    /// at least twice the field count (empty when there are no fields).
+    index: Vec<u16>,
     /// Section names in the order they appeared (`Server`, `Clients`, ...).
     pub sections: Vec<String>,
     pub replicas: Vec<ReplicaLine>,
@@ -121,23 +140,70 @@ impl Info {
         self.text.get(start as usize..end as usize).unwrap_or("")
     }
 
+    fn key_bytes(&self, f: &Field) -> &[u8] {
+        key_bytes(&self.text, f)
+    }
+
     /// The raw text of a plain field.
     pub fn get(&self, key: &str) -> Option<&str> {
-        // Byte order is str order; bytes skip the char-boundary checks.
-        let bytes = self.text.as_bytes();
-        let prefix = key_prefix(key.as_bytes());
-        let i = self
-            .fields
-            .binary_search_by(|f| {
-                f.prefix.cmp(&prefix).then_with(|| {
-                    bytes
-                        .get(f.key.0 as usize..f.key.1 as usize)
-                        .unwrap_or(b"")
-                        .cmp(key.as_bytes())
-                })
-            })
-            .ok()?;
-        Some(self.slice(self.fields[i].value))
+        let mask = self.index.len().checked_sub(1)?;
+        let mut slot = key_hash(key.as_bytes()) as usize & mask;
+        // The table is at most half full: an empty slot always comes.
+        loop {
+            let at = usize::from(*self.index.get(slot)?);
+            let f = self.fields.get(at.checked_sub(1)?)?;
+            if self.key_bytes(f) == key.as_bytes() {
+                return Some(self.slice(f.value));
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Builds `index` over `fields`, dropping all but the last of repeated
+    /// keys (as a map would keep the last insert).
+    fn build_index(&mut self) {
+        let mut repeated = false;
+        for _pass in 0..2 {
+            let size = (self.fields.len() * 2).next_power_of_two().max(16);
+            self.index.clear();
+            self.index
+                .resize(if self.fields.is_empty() { 0 } else { size }, 0);
+            let mask = size - 1;
+            let mut dropped = vec![];
+            let (text, fields, index) = (&self.text, &self.fields, &mut self.index);
+            for (i, f) in fields.iter().enumerate() {
+                let key = key_bytes(text, f);
+                let mut slot = key_hash(key) as usize & mask;
+                loop {
+                    match usize::from(index[slot]) {
+                        0 => {
+                            // Fields are capped at MAX_ENTRIES (< u16::MAX).
+                            index[slot] = (i + 1) as u16;
+                            break;
+                        }
+                        at if key_bytes(text, &fields[at - 1]) == key => {
+                            dropped.push(at - 1);
+                            index[slot] = (i + 1) as u16;
+                            break;
+                        }
+                        _ => slot = (slot + 1) & mask,
+                    }
+                }
+            }
+            if dropped.is_empty() || repeated {
+                break;
+            }
+            // Rare (a server repeating a field): drop the earlier copies and
+            // index again; the second pass finds no repeats.
+            repeated = true;
+            dropped.sort_unstable();
+            let mut i = 0;
+            self.fields.retain(|_| {
+                let keep = dropped.binary_search(&i).is_err();
+                i += 1;
+                keep
+            });
+        }
     }
 
     /// A plain field as a number; `None` when absent or not numeric.
@@ -174,12 +240,14 @@ impl Info {
     pub fn retain_fields(&mut self, keep: &[&str]) {
         let mut small = Info::default();
         {
-            let mut kept: Vec<(&str, &str)> = keep
-                .iter()
-                .filter_map(|k| Some((*k, self.get(k)?)))
-                .collect();
-            kept.sort_unstable();
-            kept.dedup_by(|later, first| later.0 == first.0);
+            let mut kept: Vec<(&str, &str)> = Vec::with_capacity(keep.len());
+            for k in keep {
+                if let Some(v) = self.get(k) {
+                    if !kept.iter().any(|(seen, _)| seen == k) {
+                        kept.push((k, v));
+                    }
+                }
+            }
             small
                 .text
                 .reserve_exact(kept.iter().map(|(k, v)| k.len() + v.len()).sum());
@@ -190,12 +258,12 @@ impl Info {
                 let k1 = small.text.len() as u32;
                 small.text.push_str(v);
                 small.fields.push(Field {
-                    prefix: key_prefix(k.as_bytes()),
                     key: (k0, k1),
                     value: (k1, small.text.len() as u32),
                 });
             }
         }
+        small.build_index();
         small.replicas = std::mem::take(&mut self.replicas);
         small.replicas.shrink_to_fit();
         *self = small;
@@ -240,31 +308,9 @@ pub fn parse_info(text: &str) -> Info {
         }
         parse_line(&mut info, key, value);
     }
-    // Sort by key, then by position so equal keys stay in reply order, and
-    // keep the last of equal keys (as a map would). Unstable sort with the
-    // position tie-break gives the stable order without the stable sort's
-    // scratch allocation (the sort was a third of parse time).
-    let text = std::mem::take(&mut info.text);
-    let key = |f: &Field| {
-        text.as_bytes()
-            .get(f.key.0 as usize..f.key.1 as usize)
-            .unwrap_or(b"")
-    };
-    info.fields.sort_unstable_by(|a, b| {
-        (a.prefix.cmp(&b.prefix))
-            .then_with(|| key(a).cmp(key(b)))
-            .then(a.key.0.cmp(&b.key.0))
-    });
-    info.fields.dedup_by(|later, kept| {
-        let same = later.prefix == kept.prefix && key(later) == key(kept);
-        if same {
-            *kept = *later;
-        }
-        same
-    });
-    info.text = text;
-    info.text.shrink_to_fit();
-    info.fields.shrink_to_fit();
+    // No shrink_to_fit: a poll keeps only a few fields of this (see
+    // Info::retain_fields), and the copies were pure cost.
+    info.build_index();
     info
 }
 
@@ -319,7 +365,6 @@ fn parse_line(info: &mut Info, key: &str, value: &str) {
         info.text.push_str(value);
         let v1 = at(&info.text);
         info.fields.push(Field {
-            prefix: key_prefix(key.as_bytes()),
             key: (k0, k1),
             value: (k1, v1),
         });
@@ -406,6 +451,34 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index agrees with a map built from the same lines: every key
+    /// found with its last value, absent keys absent, repeats dropped.
+    #[test]
+    fn index_agrees_with_a_map() {
+        let mut text = String::new();
+        let mut model = std::collections::BTreeMap::new();
+        for i in 0..600u32 {
+            // Keys of shared prefixes and lengths around the hash's 8-byte
+            // steps; every seventh line repeats an earlier key.
+            let key = if i % 7 == 6 {
+                format!("used_memory_k{}", i / 3)
+            } else {
+                format!("used_memory_k{i}")
+            };
+            text.push_str(&format!("{key}:{i}\r\n"));
+            model.insert(key, i.to_string());
+        }
+        let info = parse_info(&text);
+        assert_eq!(info.field_count(), model.len());
+        for (k, v) in &model {
+            assert_eq!(info.get(k), Some(v.as_str()), "{k}");
+        }
+        for absent in ["", "used_memory", "used_memory_k", "used_memory_k600", "x"] {
+            assert_eq!(info.get(absent), None, "{absent}");
+        }
+        assert_eq!(parse_info("").get("x"), None);
+    }
 
     #[test]
     fn retain_fields_keeps_only_what_is_named() {
