@@ -274,6 +274,8 @@ impl Info {
 pub fn parse_info(text: &str) -> Info {
     let mut info = Info {
         text: String::with_capacity(text.len() / 2),
+        // A field line is 20-30 bytes: room for all without regrowing.
+        fields: Vec::with_capacity((text.len() / 20).min(MAX_ENTRIES)),
         ..Info::default()
     };
     // Lines and the key/value colon are found with memchr: the std
