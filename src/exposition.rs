@@ -34,7 +34,8 @@ macro_rules! families {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum F { $($id),* }
         pub const FAMILIES: &[FamilyDef] = &[ $( FamilyDef { name: $name, kind: Kind::$kind, help: $help } ),* ];
-        /// `F` by catalogue index.
+        /// `F` by catalogue index (tests walk the catalogue with it).
+        #[cfg(test)]
         const FAMILY_IDS: &[F] = &[ $( F::$id ),* ];
     };
 }
@@ -608,44 +609,67 @@ fn write_age_line(buf: &mut String, v: &NodeView) {
 /// of the scraper, for a page of 100 nodes.
 pub const CHUNK_SIZE: usize = 120 * 1024;
 
-/// A page being rendered: a snapshot of the nodes (shared, not copied) and
-/// the position reached. Each [`Page::next_chunk`] renders about
-/// [`CHUNK_SIZE`] bytes more; the HTTP body calls it as the client reads.
+/// A page being rendered: a snapshot of the nodes (shared, not copied), the
+/// list of its pieces in page order, and the position reached. Each
+/// [`Page::next_chunk`] copies about [`CHUNK_SIZE`] bytes more; the HTTP
+/// body calls it as the client reads.
 ///
 /// The page writes, for each family in catalogue order, its header, then
-/// its lines: per node (in address order) the node's [`StateText`] or
-/// pre-rendered [`NodeText`] segment for the family, then the lines
+/// its lines: per node (in address order) the node's [`StateText`], age
+/// line or pre-rendered [`NodeText`] segment for the family, then the lines
 /// computed up front (build info, replication lag, topology). A family
 /// without lines is left out. The process collector's families come last.
+///
+/// The pieces are listed when the page is created, walking each node's
+/// texts once, in memory order; the chunks then only copy. Walking the
+/// nodes family by family instead (100 families x 100 nodes, five pointer
+/// hops each to reach a few hundred bytes) was half of a 100-node scrape's
+/// CPU in cache misses.
 pub struct Page {
-    /// The nodes on the page (all, or the `/scrape` target).
-    views: Vec<NodeView>,
-    /// Every view's age line, taken when the page was created, and per view
-    /// its range in `ages`.
-    ages: String,
-    age_ranges: Vec<std::ops::Range<usize>>,
-    /// Per view: the next of its [`StateText`] spans and of its
-    /// [`NodeText`] segments to write. Both are in catalogue order, so they
-    /// only move forward.
-    cursors: Vec<(usize, usize)>,
-    /// Lines computed when the page was created: build info, poll interval,
-    /// tasks, replication lag (needs every node at once), topology.
-    out: Out,
-    /// The process collector's families, already encoded.
-    process: String,
+    /// The buffers pieces are cut from (shared with the nodes, not copied).
+    sources: Vec<Source>,
+    /// Text the page made itself: age lines, the up-front lines, the
+    /// process families.
+    own: String,
+    /// Every piece, in page order.
+    pieces: Vec<Piece>,
+    /// Next piece to write.
+    next: usize,
+    /// The family whose header was written last.
+    headed: Option<u16>,
     /// Bytes in the whole page: known up front, so the response carries a
     /// Content-Length instead of chunked framing.
     len: usize,
-    /// Next family to write, by catalogue index; `FAMILIES.len()` is the
-    /// process families.
-    family: usize,
-    /// Next step within the family: a view index, or `views.len()` for the
-    /// family's lines in `out`.
-    step: usize,
-    /// Whether the current family's header is still to be written (before
-    /// its first line).
-    header_pending: bool,
 }
+
+/// A buffer a page's pieces are cut from.
+enum Source {
+    Text(Arc<String>),
+    State(Arc<StateText>),
+}
+
+impl Source {
+    fn text(&self) -> &str {
+        match self {
+            Source::Text(t) => t,
+            Source::State(s) => &s.text,
+        }
+    }
+}
+
+/// Where one piece of a page is: its family (catalogue index;
+/// `FAMILIES.len()` for the process families), its source (an index in
+/// `Page::sources`, or [`OWN`]) and its byte range there.
+#[derive(Clone, Copy, Default)]
+struct Piece {
+    family: u16,
+    source: u32,
+    start: u32,
+    end: u32,
+}
+
+/// [`Piece::source`] of the page's own text.
+const OWN: u32 = u32::MAX;
 
 impl Page {
     pub fn new(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> Page {
@@ -669,51 +693,112 @@ impl Page {
         if let Some(addr) = ctx.only_addr.as_deref() {
             views.retain(|v| v.node.target.addr == addr);
         }
-        let mut ages = String::with_capacity(100 * views.len());
-        let age_ranges = views
-            .iter()
-            .map(|v| {
-                let start = ages.len();
-                write_age_line(&mut ages, v);
-                start..ages.len()
-            })
-            .collect::<Vec<_>>();
 
-        // The page's length: every piece, and the header of every family
-        // with at least one.
-        let mut has_lines = vec![false; FAMILIES.len()];
-        let mut len = process.len() + ages.len();
-        has_lines[F::LastSuccessAge as usize] = !ages.is_empty();
-        for (i, lines) in out.families.iter().enumerate() {
-            has_lines[i] |= !lines.is_empty();
-            len += lines.len();
-        }
+        // Pieces node by node, then the up-front lines and the process
+        // families, each put at its place in page order (by family, node
+        // order kept within a family) by a counting sort: a first pass
+        // counts each family's pieces, a second writes them in place. (One
+        // list sorted afterwards held two copies: +3 MiB at 500 nodes.)
+        let process_family = FAMILIES.len();
+        let mut next_of = vec![0usize; FAMILIES.len() + 2];
+        let mut ages = 0;
         for v in &views {
-            for (f, range) in &v.state.spans {
-                has_lines[*f as usize] = true;
-                len += range.len();
+            for (f, _) in &v.state.spans {
+                next_of[*f as usize + 1] += 1;
             }
-            for (f, lines) in node_text(v).map_or(&[][..], |t| &t.segments) {
-                has_lines[*f as usize] = true;
-                len += lines.len();
+            if v.last_success.is_some() {
+                ages += 1;
+            }
+            for (f, seg) in node_text(v).map_or(&[][..], |t| &t.segments) {
+                if !seg.range.is_empty() {
+                    next_of[*f as usize + 1] += 1;
+                }
             }
         }
-        len += (headers().iter().zip(&has_lines))
-            .filter(|(_, has)| **has)
-            .map(|(h, _)| h.len())
-            .sum::<usize>();
+        next_of[F::LastSuccessAge as usize + 1] += ages;
+        for (i, lines) in out.families.iter().enumerate() {
+            if !lines.is_empty() {
+                next_of[i + 1] += 1;
+            }
+        }
+        if !process.is_empty() {
+            next_of[process_family + 1] += 1;
+        }
+        for i in 1..next_of.len() {
+            next_of[i] += next_of[i - 1];
+        }
+        let mut pieces = vec![Piece::default(); next_of[next_of.len() - 1]];
+        let mut place = |family: usize, source: u32, range: std::ops::Range<usize>| {
+            // Counted above; a piece the count missed is left out rather
+            // than written over another.
+            if let Some(slot) = pieces.get_mut(next_of[family]) {
+                *slot = Piece {
+                    family: family as u16,
+                    source,
+                    start: range.start as u32,
+                    end: range.end as u32,
+                };
+                next_of[family] += 1;
+            }
+        };
+        let mut own = String::with_capacity(100 * ages);
+        let mut sources: Vec<Source> = Vec::with_capacity(3 * views.len());
+        for v in &views {
+            let state = sources.len() as u32;
+            sources.push(Source::State(v.state.clone()));
+            for (f, range) in &v.state.spans {
+                place(*f as usize, state, range.clone());
+            }
+            let start = own.len();
+            write_age_line(&mut own, v);
+            if own.len() > start {
+                place(F::LastSuccessAge as usize, OWN, start..own.len());
+            }
+            for (f, seg) in node_text(v).map_or(&[][..], |t| &t.segments) {
+                let same = match sources.last() {
+                    Some(Source::Text(b)) => Arc::ptr_eq(b, &seg.buf),
+                    _ => false,
+                };
+                if !same {
+                    sources.push(Source::Text(seg.buf.clone()));
+                }
+                if !seg.range.is_empty() {
+                    place(*f as usize, (sources.len() - 1) as u32, seg.range.clone());
+                }
+            }
+        }
+        for (i, lines) in out.families.iter().enumerate() {
+            if !lines.is_empty() {
+                let start = own.len();
+                own.push_str(lines);
+                place(i, OWN, start..own.len());
+            }
+        }
+        if !process.is_empty() {
+            let start = own.len();
+            own.push_str(&process);
+            place(process_family, OWN, start..own.len());
+        }
 
+        let mut len = 0;
+        let mut last = None;
+        // Empty pieces (none, unless a count above went wrong) are skipped
+        // here and when writing.
+        pieces.retain(|p| p.start < p.end);
+        for p in &pieces {
+            len += (p.end - p.start) as usize;
+            if last != Some(p.family) && (p.family as usize) < FAMILIES.len() {
+                len += headers()[p.family as usize].len();
+            }
+            last = Some(p.family);
+        }
         Page {
-            cursors: vec![(0, 0); views.len()],
-            views,
-            ages,
-            age_ranges,
-            out,
-            process,
+            sources,
+            own,
+            pieces,
+            next: 0,
+            headed: None,
             len,
-            family: 0,
-            step: 0,
-            header_pending: true,
         }
     }
 
@@ -728,65 +813,33 @@ impl Page {
     }
 
     /// The next part of the page, or `None` at its end. A part is at most
-    /// [`CHUNK_SIZE`] bytes unless a single step (one node's lines for one
+    /// [`CHUNK_SIZE`] bytes unless a single piece (one node's lines for one
     /// family, or the up-front lines of one family) is larger: that goes
     /// whole, in a part of its own.
     pub fn next_chunk(&mut self) -> Option<String> {
         let mut chunk = String::new();
-        while self.family <= FAMILIES.len() {
-            let n = self.views.len();
-            // This step's lines: from the node's state, then from its text
-            // (a family has one source or the other; both would be kept).
-            let (mut state, mut text) = ("", "");
-            if self.family == FAMILIES.len() {
-                state = &self.process;
-            } else if self.step < n {
-                let f = FAMILY_IDS[self.family];
-                let (si, ti) = self.cursors[self.step];
-                let st = &self.views[self.step].state;
-                if f == F::LastSuccessAge {
-                    state = &self.ages[self.age_ranges[self.step].clone()];
-                } else if let Some((_, range)) = st.spans.get(si).filter(|(g, _)| *g == f) {
-                    state = &st.text[range.clone()];
-                }
-                let segment = node_text(&self.views[self.step]).and_then(|t| t.segments.get(ti));
-                if let Some((_, lines)) = segment.filter(|(g, _)| *g == f) {
-                    text = &**lines;
-                }
-            } else {
-                state = &self.out.families[self.family];
+        while let Some(p) = self.pieces.get(self.next) {
+            let text = match p.source {
+                OWN => &self.own,
+                i => self.sources.get(i as usize).map_or("", Source::text),
+            };
+            // Ranges were taken on line boundaries of these very texts.
+            let text = text.get(p.start as usize..p.end as usize).unwrap_or("");
+            let header = match self.headed {
+                Some(f) if f == p.family => "",
+                _ => headers().get(p.family as usize).map_or("", String::as_str),
+            };
+            let len = header.len() + text.len();
+            if !chunk.is_empty() && chunk.len() + len > CHUNK_SIZE {
+                return Some(chunk);
             }
-            if !state.is_empty() || !text.is_empty() {
-                let header = if self.header_pending && self.family < FAMILIES.len() {
-                    headers()[self.family].as_str()
-                } else {
-                    ""
-                };
-                let len = header.len() + state.len() + text.len();
-                if !chunk.is_empty() && chunk.len() + len > CHUNK_SIZE {
-                    return Some(chunk);
-                }
-                if chunk.is_empty() {
-                    chunk.reserve(CHUNK_SIZE.max(len));
-                }
-                chunk.push_str(header);
-                chunk.push_str(state);
-                chunk.push_str(text);
-                self.header_pending = false;
-                if self.family < FAMILIES.len() && self.step < n {
-                    let (si, ti) = &mut self.cursors[self.step];
-                    let from_spans = FAMILY_IDS[self.family] != F::LastSuccessAge;
-                    *si += usize::from(from_spans && !state.is_empty());
-                    *ti += usize::from(!text.is_empty());
-                }
+            if chunk.is_empty() {
+                chunk.reserve(CHUNK_SIZE.max(len));
             }
-            if self.family < FAMILIES.len() && self.step < n {
-                self.step += 1;
-            } else {
-                self.family += 1;
-                self.step = 0;
-                self.header_pending = true;
-            }
+            chunk.push_str(header);
+            chunk.push_str(text);
+            self.headed = Some(p.family);
+            self.next += 1;
         }
         (!chunk.is_empty()).then_some(chunk)
     }
