@@ -329,14 +329,27 @@ impl Out {
 
 /// Writes one sample line; non-finite values are left out.
 fn write_line(buf: &mut String, f: F, labels: &[(&str, &str)], value: f64) {
+    write_line_after(buf, f, "", labels, value);
+}
+
+/// [`write_line`] for labels that start with a node's `addr` and `cluster`,
+/// given already escaped and joined in `base`: the same bytes.
+fn write_line_with_base(buf: &mut String, f: F, base: &str, rest: &[(&str, &str)], value: f64) {
+    write_line_after(buf, f, base, rest, value);
+}
+
+/// One sample line whose label set is `escaped` (labels already escaped
+/// and joined, or empty) followed by `labels`.
+fn write_line_after(buf: &mut String, f: F, escaped: &str, labels: &[(&str, &str)], value: f64) {
     if !value.is_finite() {
         return;
     }
     buf.push_str(FAMILIES[f as usize].name);
-    if !labels.is_empty() {
+    if !escaped.is_empty() || !labels.is_empty() {
         buf.push('{');
+        buf.push_str(escaped);
         for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
+            if i > 0 || !escaped.is_empty() {
                 buf.push(',');
             }
             buf.push_str(k);
@@ -347,27 +360,6 @@ fn write_line(buf: &mut String, f: F, labels: &[(&str, &str)], value: f64) {
         buf.push('}');
     }
     buf.push(' ');
-    write_value(buf, value);
-    buf.push('\n');
-}
-
-/// [`write_line`] for labels that start with a node's `addr` and `cluster`,
-/// given already escaped and joined in `base`; the same bytes.
-fn write_line_with_base(buf: &mut String, f: F, base: &str, rest: &[(&str, &str)], value: f64) {
-    if !value.is_finite() {
-        return;
-    }
-    buf.push_str(FAMILIES[f as usize].name);
-    buf.push('{');
-    buf.push_str(base);
-    for (k, v) in rest {
-        buf.push(',');
-        buf.push_str(k);
-        buf.push_str("=\"");
-        escape_into(buf, v, true);
-        buf.push('"');
-    }
-    buf.push_str("} ");
     write_value(buf, value);
     buf.push('\n');
 }

@@ -162,8 +162,7 @@ impl Info {
     /// Builds `index` over `fields`, dropping all but the last of repeated
     /// keys (as a map would keep the last insert).
     fn build_index(&mut self) {
-        let mut repeated = false;
-        for _pass in 0..2 {
+        for pass in 0..2 {
             let size = (self.fields.len() * 2).next_power_of_two().max(16);
             self.index.clear();
             self.index
@@ -190,12 +189,11 @@ impl Info {
                     }
                 }
             }
-            if dropped.is_empty() || repeated {
-                break;
-            }
             // Rare (a server repeating a field): drop the earlier copies and
             // index again; the second pass finds no repeats.
-            repeated = true;
+            if dropped.is_empty() || pass == 1 {
+                break;
+            }
             dropped.sort_unstable();
             let mut i = 0;
             self.fields.retain(|_| {
