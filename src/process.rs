@@ -300,10 +300,11 @@ mod tests {
         );
     }
 
-    /// Re-reading a held file gives the current values, not the first
-    /// read's: the CPU counter moves after work.
+    /// Samples are current, not the first read's: the CPU clock moves
+    /// after work, and the held `statm`, re-read, shows 64 MiB touched
+    /// since (other tests allocate meanwhile: hence half of it).
     #[test]
-    fn rereads_current_values() {
+    fn samples_are_current() {
         let reader = Reader::new();
         let first = reader.sample().cpu_seconds.unwrap();
         let start = std::time::Instant::now();
@@ -313,10 +314,13 @@ mod tests {
                 "CPU seconds stuck at {first}"
             );
         }
+        let before = reader.sample().resident_memory_bytes.unwrap();
+        let touched = vec![1u8; 64 << 20];
+        let during = reader.sample().resident_memory_bytes.unwrap();
+        assert!(touched.iter().step_by(4096).all(|b| *b == 1));
+        assert!(during >= before + (32 << 20), "{before} -> {during}");
     }
 
-    /// Threads come and go in the count (other tests' threads too: hence
-    /// the slack; a count that did not follow would be off by 8).
     #[test]
     fn counts_threads() {
         let reader = Reader::new();
