@@ -26,6 +26,10 @@ pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(2);
 /// fraction of the interval, and the exporter never opens hundreds of
 /// connection attempts at once after a network blip.
 pub const DEFAULT_POLL_CONCURRENCY: usize = 64;
+/// One timer wake-up serves this many polls (a wake costs about one INFO
+/// parse, so 32 makes it ~3% of a poll), and a group's burst stays well
+/// under `DEFAULT_POLL_CONCURRENCY` and a few ms of exporter CPU.
+pub const DEFAULT_POLL_GROUP_SIZE: usize = 32;
 /// How often values INFO lacks (maxclients before 6.2) are re-read with
 /// CONFIG GET: they change rarely, and CONFIG GET is not free on the server.
 pub const DEFAULT_CONFIG_REFRESH: Duration = Duration::from_secs(300);
@@ -111,6 +115,9 @@ pub struct Flags {
     /// Most polls in flight at once.
     #[arg(long = "poll.concurrency")]
     pub poll_concurrency: Option<usize>,
+    /// Most nodes polled at the same instant (default 32; 1 = every node its own phase).
+    #[arg(long = "poll.group-size")]
+    pub poll_group_size: Option<usize>,
     /// How often CONFIG GET maxclients is re-read on servers whose INFO lacks it (default 5m).
     #[arg(long = "poll.config-refresh", value_parser = parse_duration_arg)]
     pub poll_config_refresh: Option<Duration>,
@@ -193,6 +200,7 @@ struct FilePoll {
     interval: Option<String>,
     timeout: Option<String>,
     concurrency: Option<usize>,
+    group_size: Option<usize>,
     config_refresh: Option<String>,
     max_backoff: Option<String>,
     detail_interval: Option<String>,
@@ -256,6 +264,8 @@ pub struct PollSettings {
     pub interval: Duration,
     pub timeout: Duration,
     pub concurrency: usize,
+    /// Nodes that share one tick time (see schedule.rs).
+    pub group_size: usize,
     pub config_refresh: Duration,
     pub max_backoff: Duration,
     pub detail_interval: Duration,
@@ -381,6 +391,10 @@ impl Config {
                 .poll_concurrency
                 .or(file.poll.concurrency)
                 .unwrap_or(DEFAULT_POLL_CONCURRENCY),
+            group_size: flags
+                .poll_group_size
+                .or(file.poll.group_size)
+                .unwrap_or(DEFAULT_POLL_GROUP_SIZE),
             config_refresh: dur(
                 flags.poll_config_refresh,
                 &file.poll.config_refresh,
@@ -422,6 +436,12 @@ impl Config {
         if poll.concurrency == 0 || poll.concurrency > MAX_CONCURRENCY {
             return Err(err(
                 "poll.concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
+        }
+        if poll.group_size == 0 || poll.group_size > MAX_CONCURRENCY {
+            return Err(err(
+                "poll.group-size",
                 format!("must be between 1 and {MAX_CONCURRENCY}"),
             ));
         }
@@ -796,6 +816,12 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = cfg(&["--web.listen-address", "nonsense"]).unwrap_err();
         assert_eq!(e.key, "web.listen-address");
+        for bad in ["0", "4097"] {
+            let e = cfg(&["--poll.group-size", bad]).unwrap_err();
+            assert_eq!(e.key, "poll.group-size");
+        }
+        assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
+        assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Shared {
     web: Option<Arc<crate::webconfig::WebConfigWatcher>>,
     /// Used without a web config file: plain HTTP, no auth.
     web_default: Arc<crate::webconfig::WebConfig>,
+    /// The runtimes the daemon's tasks run on (polls, HTTP), for
+    /// `redis_vitals_tasks`.
+    runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
 }
 
 impl Shared {
@@ -56,6 +59,7 @@ impl Shared {
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             discovery: Arc::new(tokio::sync::Notify::new()),
+            schedule: crate::schedule::Schedule::new(config.poll.interval, config.poll.group_size),
         });
         let web = config.web_config.as_ref().map(|(path, initial)| {
             Arc::new(crate::webconfig::WebConfigWatcher::new(
@@ -72,6 +76,7 @@ impl Shared {
             process: crate::process::Reader::new(),
             web,
             web_default: Arc::new(crate::webconfig::WebConfig::default()),
+            runtimes: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -170,12 +175,32 @@ impl Shared {
             poll_interval: self.config.poll.interval.as_secs_f64(),
             topology: self.topology(),
             process: only_addr.is_none().then(|| self.process.sample()),
-            tasks: tokio::runtime::Handle::try_current()
-                .ok()
-                .map(|h| h.metrics().num_alive_tasks()),
+            tasks: Some(self.alive_tasks()),
             only_addr,
         };
         exposition::Page::new(&self.nodes(), &ctx)
+    }
+
+    /// Nodes per poll group (see schedule.rs).
+    pub fn poll_groups(&self) -> Vec<usize> {
+        self.ctx.schedule.members()
+    }
+
+    fn add_runtime(&self, h: tokio::runtime::Handle) {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+    }
+
+    /// Tasks alive on every runtime of the daemon.
+    fn alive_tasks(&self) -> usize {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|h| h.metrics().num_alive_tasks())
+            .sum()
     }
 
     /// Prometheus HTTP service-discovery JSON: one group per node.
@@ -260,6 +285,7 @@ pub async fn run_shared(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
+    shared.add_runtime(tokio::runtime::Handle::current());
     for t in shared.config.targets.clone() {
         shared.add_node(t);
     }
@@ -269,7 +295,7 @@ pub async fn run_shared(
         .web
         .clone()
         .map(|w| tokio::spawn(w.run(stop_rx.clone())));
-    let http = tokio::spawn(crate::http::serve(listener, shared.clone(), stop_rx));
+    let http = start_http(listener, shared.clone(), stop_rx);
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -286,6 +312,63 @@ pub async fn run_shared(
         }
     })
     .await;
+}
+
+/// Serves HTTP on a thread of its own, with a single-threaded runtime: a
+/// scrape never waits behind a group of polls, and rendering a large page
+/// never delays a poll's reply (which would inflate its measured
+/// duration). The returned receiver completes when serving has stopped.
+/// If the thread cannot start, HTTP is served on the caller's runtime.
+fn start_http(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (give_tx, give_rx) = std::sync::mpsc::channel::<std::net::TcpListener>();
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|rt| {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("redis-vitals-http".into())
+                .spawn(move || {
+                    // The sender is dropped unsent only if the listener could
+                    // not be handed over; that was logged.
+                    if let Ok(l) = give_rx.recv() {
+                        rt.block_on(async move {
+                            shared.add_runtime(tokio::runtime::Handle::current());
+                            match TcpListener::from_std(l) {
+                                Ok(l) => crate::http::serve(l, shared, stop).await,
+                                Err(e) => tracing::error!(error = %e, "cannot serve HTTP"),
+                            }
+                        });
+                    }
+                    // Dropping the runtime ends the connections still open.
+                    drop(rt);
+                    let _ = done_tx.send(());
+                })
+        });
+    match started {
+        // The listener leaves this runtime's reactor for the HTTP thread's.
+        Ok(_) => match listener.into_std() {
+            Ok(l) => {
+                let _ = give_tx.send(l);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot hand the listener to the HTTP thread"),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no HTTP thread; serving HTTP on the poll runtime");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                crate::http::serve(listener, shared, stop).await;
+                let _ = tx.send(());
+            });
+            return rx;
+        }
+    }
+    done_rx
 }
 
 /// Creates the shared state for [`run_shared`].

@@ -132,7 +132,7 @@ families! {
     LastSuccessAge = "redis_vitals_last_success_age_seconds", Gauge, "Seconds since the node's last successful poll.";
     ConnectionsOpened = "redis_vitals_connections_opened_total", Counter, "Connections the exporter opened to the node.";
     PollInterval = "redis_vitals_poll_interval_seconds", Gauge, "The configured poll interval.";
-    Tasks = "redis_vitals_tasks", Gauge, "Tasks alive in the exporter's runtime (pollers, discovery, HTTP connections): flat in steady state.";
+    Tasks = "redis_vitals_tasks", Gauge, "Tasks alive in the exporter's runtimes (pollers, discovery, HTTP connections): flat in steady state.";
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
 }
 

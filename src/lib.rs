@@ -17,6 +17,7 @@ pub mod logging;
 pub mod poller;
 pub mod process;
 pub mod resp;
+pub mod schedule;
 pub mod state;
 pub mod target;
 pub mod tls;

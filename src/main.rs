@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     logging::init(&cfg.log_level, cfg.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -41,6 +41,8 @@ pub struct PollContext {
     /// view, up/down, role), so discovery runs on change instead of on a
     /// timer: a fleet without cluster nodes costs no discovery wake-ups.
     pub discovery: Arc<tokio::sync::Notify>,
+    /// When each node polls (groups share tick times; see schedule.rs).
+    pub schedule: Arc<crate::schedule::Schedule>,
 }
 
 /// Sections asked every poll from servers that accept several (Redis and
@@ -140,16 +142,16 @@ struct ClusterMemory {
 pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::Receiver<bool>) {
     let interval = ctx.poll.interval;
     // First poll soon (readiness waits for it), spread a little so that a
-    // fleet does not connect all at once; later polls keep a random phase
-    // within the interval so they never run in lock-step.
+    // fleet does not connect all at once; later polls follow the node's
+    // group in the schedule. The seat is freed when this task ends or is
+    // aborted.
     let first_delay = jitter_up_to(interval.min(Duration::from_millis(250)));
-    let phase = jitter_up_to(interval);
+    let seat = ctx.schedule.join();
     let mut next = tokio::time::Instant::now() + first_delay;
     let mut conn: Option<Conn> = None;
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
-    let mut first = true;
     // What discovery last heard from this node: (view, role code).
     let mut told: Option<DiscoveryInput> = None;
 
@@ -182,7 +184,6 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
             c.end_poll();
         }
         let took = started.elapsed();
-        let scheduled = next;
 
         match result {
             Ok(mut obs) => {
@@ -262,24 +263,14 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
             }
         }
 
+        // Fixed rate on the group's grid: the schedule does not drift with
+        // poll time, and a node that recovers rejoins its group's ticks.
+        let now = tokio::time::Instant::now();
         next = if failures == 0 {
-            if first {
-                scheduled + phase
-            } else {
-                // Fixed rate: the schedule does not drift with poll time. If
-                // we fell far behind (suspended process), skip missed polls.
-                let n = scheduled + interval;
-                let now = tokio::time::Instant::now();
-                if n < now {
-                    now + phase.min(interval / 2)
-                } else {
-                    n
-                }
-            }
+            seat.next_after(now)
         } else {
-            tokio::time::Instant::now() + backoff(interval, ctx.poll.max_backoff, failures)
+            now + backoff(interval, ctx.poll.max_backoff, failures)
         };
-        first = false;
     }
 }
 

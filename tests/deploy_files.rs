@@ -54,6 +54,7 @@ const CONFIG_KEYS: &[(&str, &[&str])] = &[
             "interval",
             "timeout",
             "concurrency",
+            "group-size",
             "config-refresh",
             "max-backoff",
         ],

@@ -1515,6 +1515,7 @@ const FILE_KEYS: &[&str] = &[
     "interval",
     "timeout",
     "concurrency",
+    "group-size",
     "config-refresh",
     "max-backoff",
     "hit-ratio-window",
@@ -1635,6 +1636,7 @@ const FLAGS: &[&str] = &[
     "--poll.interval",
     "--poll.timeout",
     "--poll.concurrency",
+    "--poll.group-size",
     "--poll.config-refresh",
     "--poll.max-backoff",
     "--signals.hit-ratio-window",
@@ -1712,6 +1714,7 @@ fn check_config(toml: &str, flags: &[String]) -> Result<(), TestCaseError> {
             prop_assert!(c.poll.interval >= Duration::from_millis(50));
             prop_assert!(!c.poll.timeout.is_zero() && c.poll.timeout <= c.poll.interval);
             prop_assert!((1..=4096).contains(&c.poll.concurrency));
+            prop_assert!((1..=4096).contains(&c.poll.group_size));
             prop_assert!(c.poll.max_backoff >= c.poll.interval);
             prop_assert!(c.hit_ratio_window >= c.poll.interval);
             prop_assert!(c.lag_history >= c.poll.interval * 2);

@@ -357,3 +357,93 @@ fn detail_interval_equal_to_poll_interval_reads_details_every_poll() {
         last = (p, info);
     }
 }
+
+/// Circular distance between two phases within a period.
+fn phase_distance(a: f64, b: f64, period: f64) -> f64 {
+    let d = (a - b).rem_euclid(period);
+    d.min(period - d)
+}
+
+/// The median phase (seconds within `interval`, from a common origin) of
+/// each of the daemon's `want` nodes' successful polls, over `count` new
+/// polls per node after its first two (the first poll is jittered on
+/// purpose).
+fn median_poll_phases(d: &TestDaemon, want: usize, interval: f64, count: usize) -> Vec<f64> {
+    let origin = std::time::Instant::now();
+    // The daemon registers its nodes just after it binds.
+    let nodes = common::wait_until(WAIT, "the daemon's nodes", || {
+        let nodes = d.shared.nodes();
+        (nodes.len() == want).then_some(nodes)
+    });
+    let mut seen: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
+    let mut last: Vec<Option<std::time::Instant>> = vec![None; nodes.len()];
+    common::wait_until(Duration::from_secs(30), "polls to sample", || {
+        for (i, n) in nodes.iter().enumerate() {
+            let st = n.status();
+            if st.polls_total < 2 || seen[i].len() >= count {
+                continue;
+            }
+            if let Some(t) = st.last_success.filter(|t| Some(*t) != last[i]) {
+                last[i] = Some(t);
+                if t > origin {
+                    seen[i].push((t - origin).as_secs_f64() % interval);
+                }
+            }
+        }
+        if seen.iter().all(|s| s.len() >= count) {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        None
+    });
+    seen.into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
+}
+
+#[test]
+fn nodes_of_a_group_are_polled_together_and_groups_spread() {
+    let servers: Vec<RedisServer> = (0..4).map(|_| RedisServer::start(&[])).collect();
+    let mut args = vec![
+        "--poll.interval",
+        "1s",
+        "--poll.timeout",
+        "500ms",
+        "--poll.max-backoff",
+        "2s",
+    ];
+    let addrs: Vec<String> = servers.iter().map(RedisServer::addr).collect();
+    for a in &addrs {
+        args.extend(["--redis.addr", a.as_str()]);
+    }
+
+    // Default group size (32): one group, one tick for all four nodes.
+    let d = TestDaemon::start(&args);
+    let phases = median_poll_phases(&d, 4, 1.0, 4);
+    drop(d);
+    for a in &phases {
+        for b in &phases {
+            assert!(
+                phase_distance(*a, *b, 1.0) < 0.05,
+                "one group should poll together: phases {phases:?}"
+            );
+        }
+    }
+
+    // Groups of one: four groups at 0, 1/2, 1/4 and 3/4 of the interval.
+    args.extend(["--poll.group-size", "1"]);
+    let d = TestDaemon::start(&args);
+    let phases = median_poll_phases(&d, 4, 1.0, 4);
+    for (i, a) in phases.iter().enumerate() {
+        for b in &phases[i + 1..] {
+            assert!(
+                phase_distance(*a, *b, 1.0) > 0.15,
+                "groups should spread over the interval: phases {phases:?}"
+            );
+        }
+    }
+    assert_eq!(d.shared.poll_groups(), vec![1, 1, 1, 1]);
+}

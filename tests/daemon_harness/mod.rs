@@ -46,8 +46,9 @@ impl TestDaemon {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let s = shared.clone();
         let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // As main.rs: polls on one single-threaded runtime (the daemon
+            // puts HTTP on a thread of its own).
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
