@@ -632,6 +632,8 @@ pub struct Page {
     /// Bytes in the whole page: known up front, so the response carries a
     /// Content-Length instead of chunked framing.
     len: usize,
+    /// Bytes handed out so far.
+    emitted: usize,
 }
 
 /// A buffer a page's pieces are cut from.
@@ -791,6 +793,7 @@ impl Page {
             next: 0,
             headed: None,
             len,
+            emitted: 0,
         }
     }
 
@@ -826,13 +829,18 @@ impl Page {
                 return Some(chunk);
             }
             if chunk.is_empty() {
-                chunk.reserve(CHUNK_SIZE.max(len));
+                // No more than the page has left: a small page must not
+                // allocate a whole chunk (that grew and trimmed the heap
+                // with brk on every scrape of one node).
+                let left = self.len.saturating_sub(self.emitted);
+                chunk.reserve(CHUNK_SIZE.min(left).max(len));
             }
             chunk.push_str(header);
             chunk.push_str(text);
             self.headed = Some(p.family);
             self.next += 1;
         }
+        self.emitted += chunk.len();
         (!chunk.is_empty()).then_some(chunk)
     }
 }

@@ -94,14 +94,25 @@ impl Default for Reader {
 /// cut, and the cut text fails to parse rather than being misread.
 const PROC_FILE_MAX: usize = 512;
 
-/// The text of an open procfs file, read from its start into `buf`.
-fn read_from_start<'b>(file: Option<&File>, buf: &'b mut [u8; PROC_FILE_MAX]) -> Option<&'b str> {
+/// The text of an open one-line procfs file (statm), read from its start
+/// into `buf`.
+fn read_line_from_start<'b>(
+    file: Option<&File>,
+    buf: &'b mut [u8; PROC_FILE_MAX],
+) -> Option<&'b str> {
     let mut len = 0;
-    // procfs may hand out a file in pieces; read until end of file.
+    // procfs may hand out a file in pieces; read until end of file, or
+    // until the text ends with its newline (statm is one line, so one read
+    // usually suffices and the end-of-file read is saved).
     while len < buf.len() {
         match file?.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => {
+                len += n;
+                if buf[len - 1] == b'\n' {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return None,
         }
@@ -146,7 +157,7 @@ impl Reader {
     pub fn sample(&self) -> Sample {
         let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
         let mut buf = [0u8; PROC_FILE_MAX];
-        let statm = read_from_start(self.statm.as_ref(), &mut buf).and_then(parse_statm);
+        let statm = read_line_from_start(self.statm.as_ref(), &mut buf).and_then(parse_statm);
         let threads = self
             .task_dir
             .as_ref()
