@@ -290,6 +290,7 @@ pub async fn run_shared(
         shared.add_node(t);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ticker = tokio::spawn(shared.ctx.schedule.clone().run_ticker(stop_rx.clone()));
     let discovery = tokio::spawn(crate::topology::discover(shared.clone(), stop_rx.clone()));
     let watcher = shared
         .web
@@ -301,6 +302,7 @@ pub async fn run_shared(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = http.await;
+    let _ = ticker.await;
     let _ = discovery.await;
     if let Some(w) = watcher {
         let _ = w.await;

@@ -19,6 +19,7 @@ use crate::derive::Counters;
 use crate::error::{PollError, Reason};
 use crate::info::{self, Info};
 use crate::resp::Reply;
+use crate::schedule::Seat;
 use crate::state::{NodeState, Observation};
 use crate::target::Target;
 
@@ -146,8 +147,9 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     // group in the schedule. The seat is freed when this task ends or is
     // aborted.
     let first_delay = jitter_up_to(interval.min(Duration::from_millis(250)));
-    let seat = ctx.schedule.join();
-    let mut next = tokio::time::Instant::now() + first_delay;
+    let mut seat = ctx.schedule.join();
+    // Off the grid (the first poll, backoff after a failure): this instant.
+    let mut off_grid = Some(tokio::time::Instant::now() + first_delay);
     let mut conn: Option<Conn> = None;
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
@@ -157,7 +159,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
 
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
+            _ = wait_turn(&mut seat, off_grid) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {
@@ -265,12 +267,17 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
 
         // Fixed rate on the group's grid: the schedule does not drift with
         // poll time, and a node that recovers rejoins its group's ticks.
-        let now = tokio::time::Instant::now();
-        next = if failures == 0 {
-            seat.next_after(now)
-        } else {
-            now + backoff(interval, ctx.poll.max_backoff, failures)
-        };
+        off_grid = (failures > 0).then(|| {
+            tokio::time::Instant::now() + backoff(interval, ctx.poll.max_backoff, failures)
+        });
+    }
+}
+
+/// Waits until `at`, or for the seat's next group tick.
+async fn wait_turn(seat: &mut Seat, at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => seat.next_tick().await,
     }
 }
 

@@ -15,10 +15,19 @@
 //! of groups is evenly spread, and a group freed by removed nodes is the
 //! first one refilled. The burst a group causes is bounded by the group
 //! size (and in flight by `poll.concurrency`).
+//!
+//! Ticks come from one timerfd ([`Schedule::run_ticker`]), not from tokio
+//! timers: a tokio timer due in over 64 ms wakes the process once more per
+//! level of tokio's timer wheel it cascades through before it fires (one or
+//! two extra wake-ups per tick, ~50 µs of CPU each here); the timerfd wakes
+//! exactly at the tick. Without the ticker (it could not start), each node
+//! sleeps on a tokio timer to the same grid.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// The fleet's poll schedule.
@@ -27,8 +36,22 @@ pub struct Schedule {
     interval: Duration,
     group_size: usize,
     origin: Instant,
-    /// Members of each group; a group never moves, so its phase is stable.
-    members: Mutex<Vec<usize>>,
+    /// A group never moves, so its phase is stable.
+    groups: Mutex<Vec<Group>>,
+    /// Tells the ticker a group gained its first member: that group's next
+    /// tick may come before the one the ticker waits for.
+    opened: Notify,
+    /// Whether the ticker delivers ticks; if not, seats use tokio timers.
+    ticking: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Group {
+    members: usize,
+    /// The next tick the ticker delivers to this group.
+    next: Instant,
+    /// Bumped at every tick.
+    tick: watch::Sender<u64>,
 }
 
 /// A node's place in the schedule; leaving (drop) frees it for a new node.
@@ -36,6 +59,7 @@ pub struct Schedule {
 pub struct Seat {
     schedule: Arc<Schedule>,
     group: usize,
+    tick: watch::Receiver<u64>,
 }
 
 impl Schedule {
@@ -44,25 +68,107 @@ impl Schedule {
             interval,
             group_size: group_size.max(1),
             origin: Instant::now(),
-            members: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
+            opened: Notify::new(),
+            ticking: AtomicBool::new(false),
         })
     }
 
     /// Joins the first group with room, or opens a new one.
     pub fn join(self: &Arc<Self>) -> Seat {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        let group = match members.iter().position(|&m| m < self.group_size) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let group = match groups.iter().position(|g| g.members < self.group_size) {
             Some(g) => g,
             None => {
-                members.push(0);
-                members.len() - 1
+                groups.push(Group {
+                    members: 0,
+                    next: self.origin,
+                    tick: watch::channel(0).0,
+                });
+                groups.len() - 1
             }
         };
-        members[group] += 1;
+        let g = &mut groups[group];
+        g.members += 1;
+        if g.members == 1 {
+            g.next = self.next_tick(group, Instant::now());
+            self.opened.notify_one();
+        }
         Seat {
             schedule: self.clone(),
             group,
+            tick: g.tick.subscribe(),
         }
+    }
+
+    /// Group `g`'s first tick strictly after `now`. A poll that overran (or
+    /// a suspended process) skips the ticks it missed instead of polling in
+    /// a burst to catch up.
+    fn next_tick(&self, group: usize, now: Instant) -> Instant {
+        let first = self.origin + self.phase(group);
+        if now < first {
+            return first;
+        }
+        // Intervals are at most a week (config), so these fit easily.
+        let step = self.interval.as_nanos().max(1);
+        let k = (now - first).as_nanos() / step + 1;
+        first + Duration::from_nanos((step * k).min(u64::MAX as u128) as u64)
+    }
+
+    /// Delivers every group's ticks from one timerfd until `stop` turns
+    /// true (see the module comment). Returns at once, leaving the seats on
+    /// tokio timers, if the timerfd cannot be made.
+    pub async fn run_ticker(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let timer = match Timer::new() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "no timerfd; nodes poll on tokio timers");
+                return;
+            }
+        };
+        self.ticking.store(true, Ordering::Release);
+        loop {
+            let due = self.deliver(Instant::now());
+            if let Some(at) = due {
+                if let Err(e) = timer.arm(at.saturating_duration_since(Instant::now())) {
+                    tracing::warn!(error = %e, "timerfd failed; nodes poll on tokio timers");
+                    break;
+                }
+            }
+            tokio::select! {
+                r = timer.fired(), if due.is_some() => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "timerfd failed; nodes poll on tokio timers");
+                        break;
+                    }
+                }
+                _ = self.opened.notified() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        self.ticking.store(false, Ordering::Release);
+        // Waiting seats re-check `ticking` and fall back to their timers.
+        for g in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            g.tick.send_modify(|t| *t += 1);
+        }
+    }
+
+    /// Ticks every occupied group due at `now`; returns the earliest next
+    /// tick of an occupied group.
+    fn deliver(&self, now: Instant) -> Option<Instant> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut earliest: Option<Instant> = None;
+        for (i, g) in groups.iter_mut().enumerate() {
+            if g.members == 0 {
+                continue;
+            }
+            if g.next <= now {
+                g.tick.send_modify(|t| *t += 1);
+                g.next = self.next_tick(i, now);
+            }
+            earliest = Some(earliest.map_or(g.next, |e| e.min(g.next)));
+        }
+        earliest
     }
 
     /// The offset of group `g`'s ticks within the interval.
@@ -72,10 +178,12 @@ impl Schedule {
 
     /// Members per group (index = group), for tests and diagnostics.
     pub fn members(&self) -> Vec<usize> {
-        self.members
+        self.groups
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .map(|g| g.members)
+            .collect()
     }
 }
 
@@ -84,31 +192,97 @@ impl Seat {
         self.group
     }
 
-    /// The first tick of this seat's group strictly after `now`. A poll that
-    /// overran (or a suspended process) skips the ticks it missed instead of
-    /// polling in a burst to catch up.
+    /// The first tick of this seat's group strictly after `now`.
     pub fn next_after(&self, now: Instant) -> Instant {
-        let s = &self.schedule;
-        let first = s.origin + s.phase(self.group);
-        if now < first {
-            return first;
+        self.schedule.next_tick(self.group, now)
+    }
+
+    /// Waits for the group's next tick. Ticks that passed since the last
+    /// wait (a poll that overran) are skipped, not caught up.
+    pub async fn next_tick(&mut self) {
+        self.tick.borrow_and_update();
+        if self.schedule.ticking.load(Ordering::Acquire)
+            && self.tick.changed().await.is_ok()
+            && self.schedule.ticking.load(Ordering::Acquire)
+        {
+            return;
         }
-        // Intervals are at most a week (config), so these fit easily.
-        let step = s.interval.as_nanos().max(1);
-        let k = (now - first).as_nanos() / step + 1;
-        first + Duration::from_nanos((step * k).min(u64::MAX as u128) as u64)
+        tokio::time::sleep_until(self.next_after(Instant::now())).await;
     }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        let mut members = self
+        let mut groups = self
             .schedule
-            .members
+            .groups
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = members.get_mut(self.group) {
-            *m = m.saturating_sub(1);
+        if let Some(g) = groups.get_mut(self.group) {
+            g.members = g.members.saturating_sub(1);
+        }
+    }
+}
+
+/// A monotonic timerfd registered with the runtime.
+struct Timer(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl Timer {
+    fn new() -> std::io::Result<Timer> {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        // `AsyncFd::new` is deprecated because an arbitrary `AsRawFd` type
+        // may close or swap its descriptor behind the registration; an
+        // `OwnedFd` moved into the AsyncFd cannot, so it is sound here, and
+        // `AsyncFd::register` would need the unsafe code this crate forbids.
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::new(fd)?;
+        Ok(Timer(fd))
+    }
+
+    /// Fires once, `after` from now.
+    fn arm(&self, after: Duration) -> std::io::Result<()> {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+        // A zero value would disarm the timer: fire in 1 µs instead.
+        let after = after.max(Duration::from_micros(1));
+        let value = Timespec {
+            tv_sec: after.as_secs() as i64,
+            tv_nsec: after.subsec_nanos() as i64,
+        };
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        timerfd_settime(
+            self.0.get_ref(),
+            TimerfdTimerFlags::empty(),
+            &Itimerspec {
+                it_interval: zero,
+                it_value: value,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Waits until the timer has fired (and consumes the expiry).
+    async fn fired(&self) -> std::io::Result<()> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            let mut count = [0u8; 8];
+            match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
+                Ok(Ok(_)) => {
+                    // A one-shot timer that was read is not readable until
+                    // it fires again: saves a read that would fail.
+                    ready.clear_ready();
+                    return Ok(());
+                }
+                Ok(Err(e)) => return Err(e),
+                // Not yet (a stale readiness): try_io cleared it; wait again.
+                Err(_would_block) => continue,
+            }
         }
     }
 }
@@ -168,6 +342,94 @@ mod tests {
         let late = o + Duration::from_millis(7_321);
         assert_eq!(a.next_after(late), o + Duration::from_millis(8_000));
         assert_eq!(b.next_after(late), o + Duration::from_millis(7_500));
+    }
+
+    /// How far past its grid time a tick may arrive on a busy test machine.
+    const LATE: Duration = Duration::from_millis(40);
+
+    /// `t`'s offset after the latest grid time of `group` at or before it.
+    fn lateness(s: &Schedule, group: usize, t: Instant) -> Duration {
+        let first = s.origin + s.phase(group);
+        let ns = (t - first).as_nanos() % s.interval.as_nanos();
+        Duration::from_nanos(ns as u64)
+    }
+
+    #[tokio::test]
+    async fn the_ticker_wakes_each_group_on_its_grid() {
+        let s = Schedule::new(Duration::from_millis(200), 2);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ticker = tokio::spawn(s.clone().run_ticker(stop_rx));
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let mut seat = s.join();
+            tasks.push(tokio::spawn(async move {
+                let mut at = Vec::new();
+                for _ in 0..3 {
+                    seat.next_tick().await;
+                    at.push(Instant::now());
+                }
+                (seat.group(), at)
+            }));
+        }
+        let mut by_group: Vec<Vec<Vec<Instant>>> = vec![Vec::new(), Vec::new()];
+        for t in tasks {
+            let (group, at) = tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("three ticks within 5 s")
+                .unwrap();
+            for (i, t) in at.iter().enumerate() {
+                assert!(lateness(&s, group, *t) < LATE, "group {group} tick {i}");
+                if i > 0 {
+                    let gap = *t - at[i - 1];
+                    assert!(gap > Duration::from_millis(150), "{gap:?}");
+                }
+            }
+            by_group[group].push(at);
+        }
+        assert!(
+            s.ticking.load(Ordering::Acquire),
+            "ticks came from the timerfd"
+        );
+        // The two members of group 0 woke at the same ticks.
+        let (a, b) = (&by_group[0][0], &by_group[0][1]);
+        for (x, y) in a.iter().zip(b) {
+            let d = if x > y { *x - *y } else { *y - *x };
+            assert!(d < LATE, "{d:?}");
+        }
+        stop_tx.send(true).unwrap();
+        ticker.await.unwrap();
+        assert!(!s.ticking.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_tick_missed_during_a_poll_is_skipped() {
+        let s = Schedule::new(Duration::from_millis(200), 4);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(s.clone().run_ticker(stop_rx));
+        let mut seat = s.join();
+        seat.next_tick().await;
+        let t1 = Instant::now();
+        // A poll that overran by half an interval.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seat.next_tick().await;
+        let gap = Instant::now() - t1;
+        assert!(
+            gap >= Duration::from_millis(390),
+            "the missed tick was delivered late instead of skipped: {gap:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_ticker_seats_sleep_to_the_same_grid() {
+        let s = Schedule::new(Duration::from_millis(150), 4);
+        let mut seat = s.join();
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(5), seat.next_tick())
+                .await
+                .expect("a tick within 5 s");
+            assert!(lateness(&s, 0, Instant::now()) < LATE);
+        }
+        assert!(!s.ticking.load(Ordering::Acquire));
     }
 
     #[test]
