@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,9 +16,10 @@ use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::daemon::Shared;
 use crate::exposition::Page;
@@ -27,14 +29,18 @@ use crate::webconfig::WebConfig;
 /// above what a few Prometheus servers need, low enough that a flood of
 /// connections cannot exhaust file descriptors the pollers need.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Time a client gets to send its request headers; stops slow-loris
-/// clients from holding connection slots.
+/// Time a client gets to send a request head, counted from its first byte
+/// (from the accept for a connection's first request); stops slow-loris
+/// clients and silent connections from holding connection slots. Time
+/// between requests on a keep-alive connection is not counted (see
+/// [`Heads`]).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted (hyper's read buffer); a scrape request is
 /// a few hundred bytes.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Upper bound on one connection's life, so an idle keep-alive client
-/// cannot pin a slot forever.
+/// cannot pin a slot forever. Above the scrape intervals people use (15 s
+/// to 2 min), so Prometheus keeps reusing its connection between scrapes.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -102,19 +108,165 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
                     return;
                 }
             };
+            let heads = Arc::new(Heads::awaiting_first());
+            let service_heads = heads.clone();
             let service = service_fn(move |req| {
+                // hyper calls the service once a request's head is whole.
+                service_heads.completed();
                 let shared = shared.clone();
                 let web = web.clone();
                 async move { Ok::<_, Infallible>(guarded(&shared, web, req).await) }
             });
+            // No hyper header_read_timeout: it also runs while a keep-alive
+            // connection waits for its next request, so every scrape
+            // interval over 10 s cost a new connection (and TLS handshake)
+            // per scrape. `Heads` times the head alone.
             let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(None)
                 .max_buf_size(MAX_REQUEST_HEAD)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await;
+                .serve_connection(
+                    TokioIo::new(Watched {
+                        inner: stream,
+                        heads: heads.clone(),
+                    }),
+                    service,
+                );
+            let _ = tokio::time::timeout(MAX_CONNECTION_AGE, async {
+                tokio::select! {
+                    biased;
+                    _ = conn => {}
+                    _ = heads.overdue() => {
+                        tracing::debug!("request head not complete within the header read timeout; closing");
+                    }
+                }
+            })
+            .await;
             drop(permit);
         });
+    }
+}
+
+/// Request heads begun and completed on one connection, for
+/// [`HEADER_READ_TIMEOUT`]. A head begins with the first bytes read while
+/// no head is pending (the connection's first one at accept) and completes
+/// when hyper calls the service. Only a pending head is timed, so a
+/// keep-alive connection may wait for its next request as long as
+/// [`MAX_CONNECTION_AGE`] allows, and a head that arrives whole in one read
+/// (every scrape) never arms a timer.
+struct Heads {
+    begun: AtomicU64,
+    done: AtomicU64,
+    began: Notify,
+    finished: Notify,
+}
+
+impl Heads {
+    fn awaiting_first() -> Heads {
+        Heads {
+            begun: AtomicU64::new(1),
+            done: AtomicU64::new(0),
+            began: Notify::new(),
+            finished: Notify::new(),
+        }
+    }
+
+    fn pending(&self) -> Option<u64> {
+        let begun = self.begun.load(Ordering::Acquire);
+        (self.done.load(Ordering::Acquire) < begun).then_some(begun)
+    }
+
+    /// Bytes arrived: they begin a head unless one is pending already.
+    fn read_some(&self) {
+        if self.pending().is_none() {
+            self.begun.fetch_add(1, Ordering::AcqRel);
+            self.began.notify_one();
+        }
+    }
+
+    fn completed(&self) {
+        self.done
+            .store(self.begun.load(Ordering::Acquire), Ordering::Release);
+        self.finished.notify_one();
+    }
+
+    /// Completes when a head has been pending for [`HEADER_READ_TIMEOUT`].
+    async fn overdue(&self) {
+        // (head number, its deadline): a spurious wake-up keeps the deadline.
+        let mut timing: Option<(u64, tokio::time::Instant)> = None;
+        loop {
+            let Some(head) = self.pending() else {
+                timing = None;
+                self.began.notified().await;
+                continue;
+            };
+            let deadline = match timing {
+                Some((h, d)) if h == head => d,
+                _ => {
+                    let d = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+                    timing = Some((head, d));
+                    d
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.pending() == Some(head) {
+                        return;
+                    }
+                }
+                _ = self.finished.notified() => {}
+            }
+        }
+    }
+}
+
+/// A connection's stream, telling [`Heads`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    heads: Arc<Heads>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.heads.read_some();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
