@@ -7,7 +7,7 @@
 //! request on a keep-alive connection with a page of `PAGE_BYTES` bytes.
 //! Nothing is parsed, rendered or stored. `bench/floor.py` runs it beside
 //! redis-vitals and the peer, on the same node, and reports the three CPU
-//! costs side by side (BENCHMARKS.md, "The floor at one node").
+//! costs side by side (BENCHMARKS.md, "After round 4").
 //!
 //!     cargo build --release --example floor
 //!     target/release/examples/floor REDIS_PORT HTTP_PORT PAGE_BYTES [timeout]
