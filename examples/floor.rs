@@ -26,20 +26,6 @@ use rustix::time::{
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The sections of a plain poll (`INFO_SECTIONS` in src/poller.rs).
-const SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
-
 /// Poll and scrape period, as in the benchmark.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -112,8 +98,10 @@ fn poll(port: u16, timeout: bool) {
             .await
             .expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        let mut command = format!("*{}\r\n$4\r\nINFO\r\n", SECTIONS.len() + 1);
-        for s in SECTIONS {
+        // A plain poll's command, as the poller sends it.
+        let sections = redis_vitals::poller::INFO_SECTIONS;
+        let mut command = format!("*{}\r\n$4\r\nINFO\r\n", sections.len() + 1);
+        for s in sections {
             command.push_str(&format!("${}\r\n{s}\r\n", s.len()));
         }
         let fd = timerfd_create(

@@ -49,7 +49,7 @@ pub struct PollContext {
 /// Sections asked every poll from servers that accept several (Redis and
 /// Valkey 7.0+): what the metrics use, without `modules`/`keysizes` (no
 /// metric) and without the costly [`DETAIL_SECTIONS`].
-const INFO_SECTIONS: &[&str] = &[
+pub const INFO_SECTIONS: &[&str] = &[
     "server",
     "clients",
     "memory",
