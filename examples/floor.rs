@@ -46,13 +46,17 @@ fn main() {
     poll(redis, timeout);
 }
 
-/// The HTTP thread: one task per connection, one page per request head.
-fn serve(port: u16, page: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime, as each of the daemon's two threads has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    rt.block_on(async move {
+        .expect("runtime")
+}
+
+/// The HTTP thread: one task per connection, one page per request head.
+fn serve(port: u16, page: usize) {
+    runtime().block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
@@ -89,11 +93,7 @@ fn serve(port: u16, page: usize) {
 /// The poll thread: a timerfd tick, then one INFO round trip (in a
 /// `tokio::time::timeout` if `timeout`).
 fn poll(port: u16, timeout: bool) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
