@@ -594,11 +594,10 @@ fn write_age_line(buf: &mut String, v: &NodeView) {
 /// Bytes per chunk of a streamed page. Just below glibc's 128 KiB mmap
 /// threshold, so chunk buffers are reused from the heap instead of being
 /// mapped and faulted in afresh by every scrape; and a scrape holds one
-/// chunk at a time instead of the whole page (1.3 MB at 100 nodes). hyper
-/// writes each chunk with its own `writev` (its write buffer is capped by
-/// the same `max_buf_size` that caps the request head), so the chunk is
-/// also the write size: 32 KiB chunks cost 38 writes, and as many wake-ups
-/// of the scraper, for a page of 100 nodes.
+/// chunk at a time instead of the whole page (1.3 MB at 100 nodes). Each
+/// chunk goes out in its own `write` (http.rs), so the chunk is also the
+/// write size: 32 KiB chunks cost 38 writes, and as many wake-ups of the
+/// scraper, for a page of 100 nodes.
 pub const CHUNK_SIZE: usize = 120 * 1024;
 
 /// A page being rendered: a snapshot of the nodes (shared, not copied), the
@@ -813,6 +812,14 @@ impl Page {
     /// whole, in a part of its own.
     pub fn next_chunk(&mut self) -> Option<String> {
         let mut chunk = String::new();
+        self.next_chunk_into(&mut chunk).then_some(chunk)
+    }
+
+    /// Appends the next part of the page (as [`next_chunk`](Self::next_chunk)
+    /// cuts it) to `out`; false at the page's end. HTTP renders into its
+    /// write buffer, behind the response head, so the page is copied once.
+    pub fn next_chunk_into(&mut self, out: &mut String) -> bool {
+        let start = out.len();
         while let Some(p) = self.pieces.get(self.next) {
             let text = match p.source {
                 OWN => &self.own,
@@ -825,23 +832,25 @@ impl Page {
                 _ => headers().get(p.family as usize).map_or("", String::as_str),
             };
             let len = header.len() + text.len();
-            if !chunk.is_empty() && chunk.len() + len > CHUNK_SIZE {
-                return Some(chunk);
+            let taken = out.len() - start;
+            if taken > 0 && taken + len > CHUNK_SIZE {
+                break;
             }
-            if chunk.is_empty() {
+            if taken == 0 {
                 // No more than the page has left: a small page must not
                 // allocate a whole chunk (that grew and trimmed the heap
                 // with brk on every scrape of one node).
                 let left = self.len.saturating_sub(self.emitted);
-                chunk.reserve(CHUNK_SIZE.min(left).max(len));
+                out.reserve(CHUNK_SIZE.min(left).max(len));
             }
-            chunk.push_str(header);
-            chunk.push_str(text);
+            out.push_str(header);
+            out.push_str(text);
             self.headed = Some(p.family);
             self.next += 1;
         }
-        self.emitted += chunk.len();
-        (!chunk.is_empty()).then_some(chunk)
+        let taken = out.len() - start;
+        self.emitted += taken;
+        taken > 0
     }
 }
 

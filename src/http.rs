@@ -1,25 +1,24 @@
 //! The HTTP side: `/metrics`, `/scrape`, `/sd`, health, readiness and a
 //! landing page. Every handler reads stored snapshots; none touches Redis.
+//!
+//! HTTP/1.1 is served here over `httparse` (the request-head parser hyper
+//! itself uses) rather than through hyper's connection machinery: the
+//! exporter answers GET and HEAD of stored pages and nothing else, and at
+//! one node hyper's per-request path (dispatcher, header maps, body
+//! framing) was a quarter of the HTTP thread's CPU per scrape (BENCHMARKS.md,
+//! "Round 5"). What the protocol needs from a server that takes no request
+//! bodies is all below: keep-alive (HTTP/1.1 by default, HTTP/1.0 on
+//! request), pipelined requests answered in order, `Content-Length`
+//! framing, `Date`, and a clear status for what is refused.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use http::header::{HeaderName, HeaderValue};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 
 use crate::daemon::Shared;
 use crate::exposition::Page;
@@ -32,44 +31,32 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Time a client gets to send a request head, counted from its first byte
 /// (from the accept for a connection's first request); stops slow-loris
 /// clients and silent connections from holding connection slots. Time
-/// between requests on a keep-alive connection is not counted (see
-/// [`Heads`]).
+/// between requests on a keep-alive connection is not counted.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head accepted (hyper's read buffer); a scrape request is
-/// a few hundred bytes.
+/// Largest request head accepted (the read buffer); a scrape request is a
+/// few hundred bytes.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Upper bound on one connection's life, so an idle keep-alive client
-/// cannot pin a slot forever. Above the scrape intervals people use (15 s
-/// to 2 min), so Prometheus keeps reusing its connection between scrapes.
+/// cannot pin a slot forever, and a client that stops reading a page
+/// cannot hold one either. Above the scrape intervals people use (15 s to
+/// 2 min), so Prometheus keeps reusing its connection between scrapes.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// Most request headers accepted; Prometheus sends five or six.
+const MAX_HEADERS: usize = 64;
+/// Largest request body read and thrown away. GET and HEAD carry none; a
+/// client that sends a small one anyway keeps its connection, a larger one
+/// is refused (413) rather than read.
+const MAX_DISCARDED_BODY: u64 = 16 * 1024;
+
+/// A connection's first read buffer: a scrape's head is a few hundred
+/// bytes, so most connections never grow it.
+const FIRST_READ_BUFFER: usize = 4 * 1024;
+/// Largest write buffer a connection keeps between requests: a one-node
+/// page (13-25 KB) and its head fit, so the common scrape reuses it; with
+/// 256 idle connections that is 8 MiB at most.
+const KEPT_WRITE_BUFFER: usize = 32 * 1024;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// A response body: small responses whole, metric pages streamed.
-type Body = Either<Full<Bytes>, Page>;
-
-/// A metric page is rendered chunk by chunk as hyper writes it out, so a
-/// scrape never holds the whole page (see `exposition::CHUNK_SIZE`).
-/// Its length is known up front, so it goes with a Content-Length.
-impl http_body::Body for Page {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        // Rendering never waits: each chunk is computed from the snapshot.
-        let chunk = self.get_mut().next_chunk();
-        Poll::Ready(chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
-    }
-
-    /// The exact length, so hyper sends Content-Length rather than chunked
-    /// framing (cheaper for clients to read).
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len() as u64)
-    }
-}
 
 /// Accepts connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -91,54 +78,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             drop(stream);
             continue;
         };
-        // A streamed page goes out in several writes, the last one short.
+        // A long page goes out in several writes, the last one short.
         // Nagle would hold that write until the client ACKs the previous
         // one, and a client delaying its ACK stalls the scrape for 40 ms
         // (p90 47 ms at 100 nodes before this).
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
+            // The head of the first request is timed from the accept, TLS
+            // handshake included.
+            let first_head_by = Instant::now() + HEADER_READ_TIMEOUT;
             // The web config current when the connection arrived serves all
             // of it; a reload applies to the next connection.
             let web = shared.web();
-            let stream = match crate::webconfig::accept(&web, stream).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let heads = Arc::new(Heads::awaiting_first());
-            let service_heads = heads.clone();
-            let service = service_fn(move |req| {
-                // hyper calls the service once a request's head is whole.
-                service_heads.completed();
-                let shared = shared.clone();
-                let web = web.clone();
-                async move { Ok::<_, Infallible>(guarded(&shared, web, req).await) }
-            });
-            // No hyper header_read_timeout: it also runs while a keep-alive
-            // connection waits for its next request, so every scrape
-            // interval over 10 s cost a new connection (and TLS handshake)
-            // per scrape. `Heads` times the head alone.
-            let conn = http1::Builder::new()
-                .header_read_timeout(None)
-                .max_buf_size(MAX_REQUEST_HEAD)
-                .serve_connection(
-                    TokioIo::new(Watched {
-                        inner: stream,
-                        heads: heads.clone(),
-                    }),
-                    service,
-                );
             let _ = tokio::time::timeout(MAX_CONNECTION_AGE, async {
-                tokio::select! {
-                    biased;
-                    _ = conn => {}
-                    _ = heads.overdue() => {
-                        tracing::debug!("request head not complete within the header read timeout; closing");
+                let stream = match crate::webconfig::accept(&web, stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
                     }
-                }
+                };
+                Connection::new(stream, &shared, web, first_head_by)
+                    .run()
+                    .await;
             })
             .await;
             drop(permit);
@@ -146,242 +109,411 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
     }
 }
 
-/// Request heads begun and completed on one connection, for
-/// [`HEADER_READ_TIMEOUT`]. A head begins with the first bytes read while
-/// no head is pending (the connection's first one at accept) and completes
-/// when hyper calls the service. Only a pending head is timed, so a
-/// keep-alive connection may wait for its next request as long as
-/// [`MAX_CONNECTION_AGE`] allows, and a head that arrives whole in one read
-/// (every scrape) never arms a timer.
-struct Heads {
-    begun: AtomicU64,
-    done: AtomicU64,
-    began: Notify,
-    finished: Notify,
+/// What one request asks for, copied out of the read buffer.
+#[derive(Debug)]
+struct Request {
+    method: Method,
+    /// The path, without the query.
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    /// The connection stays open after the response.
+    keep_alive: bool,
+    /// `Content-Length` of a body to read and throw away.
+    body: u64,
 }
 
-impl Heads {
-    fn awaiting_first() -> Heads {
-        Heads {
-            begun: AtomicU64::new(1),
-            done: AtomicU64::new(0),
-            began: Notify::new(),
-            finished: Notify::new(),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Other,
+}
+
+/// The outcome of parsing the bytes read so far.
+#[derive(Debug)]
+enum Parsed {
+    /// A whole head, `len` bytes long.
+    Complete(Request, usize),
+    Partial,
+    /// Not a request we serve: answer with this status and close.
+    Refused(u16, &'static str),
+}
+
+/// Parses one request head at the start of `buf`. Pure, so it is tested
+/// on bytes alone.
+fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refused(431, "too many request headers\n")
         }
-    }
-
-    fn pending(&self) -> Option<u64> {
-        let begun = self.begun.load(Ordering::Acquire);
-        (self.done.load(Ordering::Acquire) < begun).then_some(begun)
-    }
-
-    /// Bytes arrived: they begin a head unless one is pending already.
-    fn read_some(&self) {
-        if self.pending().is_none() {
-            self.begun.fetch_add(1, Ordering::AcqRel);
-            self.began.notify_one();
-        }
-    }
-
-    fn completed(&self) {
-        self.done
-            .store(self.begun.load(Ordering::Acquire), Ordering::Release);
-        self.finished.notify_one();
-    }
-
-    /// Completes when a head has been pending for [`HEADER_READ_TIMEOUT`].
-    async fn overdue(&self) {
-        // (head number, its deadline): a spurious wake-up keeps the deadline.
-        let mut timing: Option<(u64, tokio::time::Instant)> = None;
-        loop {
-            let Some(head) = self.pending() else {
-                timing = None;
-                self.began.notified().await;
-                continue;
-            };
-            let deadline = match timing {
-                Some((h, d)) if h == head => d,
-                _ => {
-                    let d = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
-                    timing = Some((head, d));
-                    d
+        Err(_) => return Parsed::Refused(400, "malformed request\n"),
+    };
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        _ => Method::Other,
+    };
+    // Origin form (`/metrics?x`) or absolute form (`http://host/metrics`).
+    let target = req.path.unwrap_or("/");
+    let target = match target.split_once("://") {
+        Some((_, rest)) if !target.starts_with('/') => rest.find('/').map_or("/", |i| &rest[i..]),
+        _ => target,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut keep_alive = req.version == Some(1);
+    let mut authorization = None;
+    let mut body: Option<u64> = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
                 }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
-                    if self.pending() == Some(head) {
+            }
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match (n, body) {
+                (None, _) => return Parsed::Refused(400, "bad Content-Length\n"),
+                (Some(n), Some(m)) if n != m => {
+                    return Parsed::Refused(400, "conflicting Content-Length headers\n")
+                }
+                (Some(n), _) => body = Some(n),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Parsed::Refused(501, "request bodies are not accepted\n");
+        }
+    }
+    let body = body.unwrap_or(0);
+    if body > MAX_DISCARDED_BODY {
+        return Parsed::Refused(413, "request bodies are not accepted\n");
+    }
+    Parsed::Complete(
+        Request {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            authorization,
+            keep_alive,
+            body,
+        },
+        len,
+    )
+}
+
+/// A response before it is written.
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: Body,
+    /// Headers beyond the standard ones (`WWW-Authenticate`, `Allow`).
+    extra: Vec<(HeaderName, HeaderValue)>,
+}
+
+enum Body {
+    Text(String),
+    /// Streamed: rendered chunk by chunk as it is written, so a scrape
+    /// never holds the whole page (see `exposition::CHUNK_SIZE`).
+    Page(Page),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Text(t) => t.len(),
+            Body::Page(p) => p.len(),
+        }
+    }
+}
+
+fn respond(status: u16, content_type: &'static str, body: impl Into<String>) -> Response {
+    Response {
+        status,
+        content_type,
+        body: Body::Text(body.into()),
+        extra: Vec::new(),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// One client connection: requests read, answered in order, until the
+/// client closes it, asks to, or breaks the protocol.
+struct Connection<'a, S> {
+    io: S,
+    shared: &'a Shared,
+    web: Arc<WebConfig>,
+    /// Bytes read and not yet consumed, in the first `filled` bytes; grows
+    /// from [`FIRST_READ_BUFFER`] to [`MAX_REQUEST_HEAD`] as a head needs.
+    buf: Vec<u8>,
+    filled: usize,
+    /// When the head being read must be whole: set at the accept for the
+    /// first request, at the first byte of each later one.
+    head_by: Option<Instant>,
+    /// The response being written, reused between requests.
+    out: String,
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
+    fn new(io: S, shared: &'a Shared, web: Arc<WebConfig>, first_head_by: Instant) -> Self {
+        Connection {
+            io,
+            shared,
+            web,
+            buf: vec![0u8; FIRST_READ_BUFFER],
+            filled: 0,
+            head_by: Some(first_head_by),
+            out: String::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let (req, len) = match parse_head(&self.buf[..self.filled]) {
+                Parsed::Complete(req, len) => (req, len),
+                Parsed::Partial if self.filled == MAX_REQUEST_HEAD => {
+                    let r = respond(431, "text/plain", "request head too large\n");
+                    let _ = self.write(r, Method::Get, false).await;
+                    return;
+                }
+                Parsed::Partial => {
+                    if self.filled == self.buf.len() {
+                        let bigger = (self.buf.len() * 2).min(MAX_REQUEST_HEAD);
+                        self.buf.resize(bigger, 0);
+                    }
+                    if !self.read_more().await {
                         return;
                     }
+                    continue;
                 }
-                _ = self.finished.notified() => {}
+                Parsed::Refused(status, why) => {
+                    let _ = self
+                        .write(respond(status, "text/plain", why), Method::Get, false)
+                        .await;
+                    return;
+                }
+            };
+            self.consume(len);
+            self.head_by = None;
+            if !self.discard_body(req.body).await {
+                return;
+            }
+            let keep_alive = req.keep_alive;
+            let method = req.method;
+            let resp = self.answer(req).await;
+            if self.write(resp, method, keep_alive).await.is_err() || !keep_alive {
+                let _ = self.io.shutdown().await;
+                return;
             }
         }
     }
-}
 
-/// A connection's stream, telling [`Heads`] when bytes arrive.
-struct Watched<S> {
-    inner: S,
-    heads: Arc<Heads>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.heads.read_some();
+    /// Reads more bytes; false when the connection is over (EOF, error,
+    /// or a head not whole by its deadline).
+    async fn read_more(&mut self) -> bool {
+        if self.filled > 0 && self.head_by.is_none() {
+            self.head_by = Some(Instant::now() + HEADER_READ_TIMEOUT);
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Rate limit and basic auth from the web config (every path, health
-/// checks included, as exporter-toolkit does), then the handler; the
-/// config's extra headers go on every response.
-async fn guarded(shared: &Shared, web: Arc<WebConfig>, req: Request<Incoming>) -> Response<Body> {
-    let mut resp = if !web.allow_request() {
-        respond(
-            StatusCode::TOO_MANY_REQUESTS,
-            "text/plain",
-            "rate limit exceeded\n",
-        )
-    } else {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("").to_owned());
-        match web.clone().authorize_async(header).await {
-            Ok(()) => handle(shared, req),
-            Err(_) => {
-                let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
-                for (k, v) in crate::webconfig::unauthorized_response_headers() {
-                    r.headers_mut().insert(k, v);
+        let read = self.io.read(&mut self.buf[self.filled..]);
+        let n = match self.head_by {
+            // Idle between requests: only the connection's age bounds it.
+            None => read.await,
+            Some(by) => match tokio::time::timeout_at(by, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(
+                        "request head not complete within the header read timeout; closing"
+                    );
+                    return false;
                 }
+            },
+        };
+        match n {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                if self.filled == 0 && self.head_by.is_none() {
+                    self.head_by = Some(Instant::now() + HEADER_READ_TIMEOUT);
+                }
+                self.filled += n;
+                true
+            }
+        }
+    }
+
+    /// Drops the first `len` buffered bytes (a pipelined next request
+    /// moves to the front).
+    fn consume(&mut self, len: usize) {
+        self.buf.copy_within(len..self.filled, 0);
+        self.filled -= len;
+    }
+
+    /// Reads and drops a request body of `len` bytes (at most
+    /// [`MAX_DISCARDED_BODY`]), within the header read timeout.
+    async fn discard_body(&mut self, len: u64) -> bool {
+        let mut left = len as usize;
+        let by = Instant::now() + HEADER_READ_TIMEOUT;
+        loop {
+            let here = left.min(self.filled);
+            self.consume(here);
+            left -= here;
+            if left == 0 {
+                return true;
+            }
+            match tokio::time::timeout_at(by, self.io.read(&mut self.buf[..])).await {
+                Ok(Ok(n)) if n > 0 => self.filled = n,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Rate limit and basic auth from the web config (every path, health
+    /// checks included, as exporter-toolkit does), then the handler.
+    async fn answer(&self, req: Request) -> Response {
+        if !self.web.allow_request() {
+            return respond(429, "text/plain", "rate limit exceeded\n");
+        }
+        match self
+            .web
+            .clone()
+            .authorize_async(req.authorization.clone())
+            .await
+        {
+            Ok(()) => handle(self.shared, &req),
+            Err(_) => {
+                let mut r = respond(401, "text/plain", "unauthorized\n");
+                r.extra
+                    .extend(crate::webconfig::unauthorized_response_headers());
                 r
             }
         }
-    };
-    for (k, v) in web.headers() {
-        resp.headers_mut().insert(k.clone(), v.clone());
     }
-    resp
+
+    /// Writes `resp` (its head alone for HEAD), then flushes (TLS buffers).
+    async fn write(
+        &mut self,
+        resp: Response,
+        method: Method,
+        keep_alive: bool,
+    ) -> std::io::Result<()> {
+        use std::fmt::Write as _;
+        let out = &mut self.out;
+        out.clear();
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ndate: {}\r\n",
+            resp.status,
+            reason(resp.status),
+            resp.content_type,
+            resp.body.len(),
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+        );
+        // HTTP/1.1 clients keep the connection unless told; HTTP/1.0
+        // clients that asked for keep-alive are told it is granted.
+        out.push_str(if keep_alive {
+            "connection: keep-alive\r\n"
+        } else {
+            "connection: close\r\n"
+        });
+        for (k, v) in resp.extra.iter().chain(self.web.headers()) {
+            out.push_str(k.as_str());
+            out.push_str(": ");
+            out.push_str(v.to_str().unwrap_or(""));
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        // The head and the first stretch of body go out in one write; a
+        // page is rendered straight into the write buffer.
+        match resp.body {
+            _ if method == Method::Head => {}
+            Body::Text(t) => out.push_str(&t),
+            Body::Page(mut page) => {
+                while page.next_chunk_into(out) {
+                    self.io.write_all(out.as_bytes()).await?;
+                    out.clear();
+                }
+            }
+        }
+        self.io.write_all(out.as_bytes()).await?;
+        // A connection keeps a buffer the size of a small page between
+        // requests; a large page's buffer is not held while idle.
+        if out.capacity() > KEPT_WRITE_BUFFER {
+            *out = String::new();
+        }
+        self.io.flush().await
+    }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Either::Left(Full::new(body.into())));
-    *r.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        r.headers_mut().insert(CONTENT_TYPE, v);
+fn handle(shared: &Shared, req: &Request) -> Response {
+    if req.method == Method::Other {
+        let mut r = respond(405, "text/plain", "only GET and HEAD\n");
+        r.extra
+            .push((http::header::ALLOW, HeaderValue::from_static("GET, HEAD")));
+        return r;
     }
-    r
+    let path = req.path.as_str();
+    if path == shared.config.telemetry_path {
+        return metrics(shared.page(None));
+    }
+    match path {
+        "/" => respond(200, "text/html; charset=utf-8", shared.landing_page()),
+        "/-/healthy" => respond(200, "text/plain", "OK\n"),
+        "/-/ready" => {
+            if shared.ready() {
+                respond(200, "text/plain", "ready\n")
+            } else {
+                respond(503, "text/plain", "not every node has been polled yet\n")
+            }
+        }
+        "/sd" => respond(200, "application/json", shared.service_discovery()),
+        "/scrape" => scrape(shared, &req.query),
+        _ => respond(404, "text/plain", "not found\n"),
+    }
 }
 
 /// A metric page, streamed.
-fn metrics(page: Page) -> Response<Body> {
-    let mut r = Response::new(Either::Right(page));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
-    r
-}
-
-fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
-        let mut r = respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "only GET and HEAD\n",
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+fn metrics(page: Page) -> Response {
+    Response {
+        status: 200,
+        content_type: TEXT_FORMAT,
+        body: Body::Page(page),
+        extra: Vec::new(),
     }
-    let path = req.uri().path();
-    let query = req.uri().query().unwrap_or("");
-    let mut resp = if path == shared.config.telemetry_path {
-        metrics(shared.page(None))
-    } else {
-        match path {
-            "/" => respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                shared.landing_page(),
-            ),
-            "/-/healthy" => respond(StatusCode::OK, "text/plain", "OK\n"),
-            "/-/ready" => {
-                if shared.ready() {
-                    respond(StatusCode::OK, "text/plain", "ready\n")
-                } else {
-                    respond(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "not every node has been polled yet\n",
-                    )
-                }
-            }
-            "/sd" => respond(
-                StatusCode::OK,
-                "application/json",
-                shared.service_discovery(),
-            ),
-            "/scrape" => scrape(shared, query),
-            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-        }
-    };
-    if head {
-        *resp.body_mut() = Either::Left(Full::new(Bytes::new()));
-    }
-    resp
 }
 
 /// `/scrape?target=host:port`: one known node's series. A target the
 /// exporter does not already poll is refused: this endpoint must never make
 /// the exporter connect somewhere new with its credentials.
-fn scrape(shared: &Shared, query: &str) -> Response<Body> {
+fn scrape(shared: &Shared, query: &str) -> Response {
     let target = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "target")
         .map(|(_, v)| v.into_owned());
     let Some(target) = target else {
-        return respond(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "missing ?target=host:port\n",
-        );
+        return respond(400, "text/plain", "missing ?target=host:port\n");
     };
     // Accept the forms Prometheus relabelling produces: host:port or a URL.
     let addr = match crate::target::parse_addr(&target) {
@@ -390,7 +522,7 @@ fn scrape(shared: &Shared, query: &str) -> Response<Body> {
     };
     if !shared.knows(&addr) {
         return respond(
-            StatusCode::NOT_FOUND,
+            404,
             "text/plain",
             "unknown target: only nodes this exporter already polls can be scraped (see /sd)\n",
         );
@@ -412,4 +544,128 @@ pub fn html_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(bytes: &[u8]) -> (Request, usize) {
+        match parse_head(bytes) {
+            Parsed::Complete(r, n) => (r, n),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refused(bytes: &[u8]) -> u16 {
+        match parse_head(bytes) {
+            Parsed::Refused(status, _) => status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scrape_request_parses_and_keeps_the_connection() {
+        let head = b"GET /metrics?x=1&target=a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nAuthorization: Basic YTpi\r\n\r\n";
+        let (r, n) = complete(head);
+        assert_eq!(n, head.len());
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.path, "/metrics");
+        assert_eq!(r.query, "x=1&target=a");
+        assert_eq!(r.authorization.as_deref(), Some("Basic YTpi"));
+        assert!(r.keep_alive);
+        assert_eq!(r.body, 0);
+    }
+
+    #[test]
+    fn only_the_first_of_pipelined_heads_is_consumed() {
+        let two = b"HEAD / HTTP/1.1\r\n\r\nGET /sd HTTP/1.1\r\n\r\n";
+        let (r, n) = complete(two);
+        assert_eq!((r.method, r.path.as_str(), n), (Method::Head, "/", 19));
+        let (r, _) = complete(&two[n..]);
+        assert_eq!(r.path, "/sd");
+    }
+
+    #[test]
+    fn connection_tokens_decide_keep_alive_per_version() {
+        assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
+        assert!(
+            complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n")
+                .0
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets_keep_their_path() {
+        let (r, _) = complete(b"GET http://h:9121/scrape?target=a HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/scrape", "target=a"));
+        let (r, _) = complete(b"GET http://h:9121 HTTP/1.1\r\n\r\n");
+        assert_eq!(r.path, "/");
+        // A path that merely contains "://" is not absolute form.
+        let (r, _) = complete(b"GET /a://b HTTP/1.1\r\n\r\n");
+        assert_eq!(r.path, "/a://b");
+    }
+
+    #[test]
+    fn incomplete_heads_wait_for_more() {
+        for cut in [&b""[..], b"GE", b"GET /metrics HTTP/1.1\r\nHost: h\r\n"] {
+            assert!(matches!(parse_head(cut), Parsed::Partial), "{cut:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_discarded_when_small_and_refused_otherwise() {
+        let (r, _) = complete(b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!((r.method, r.body), (Method::Other, 5));
+        let big = format!(
+            "GET / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_DISCARDED_BODY + 1
+        );
+        assert_eq!(refused(big.as_bytes()), 413);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn malformed_and_oversized_heads_are_refused() {
+        assert_eq!(refused(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"), 400);
+        assert_eq!(refused(b"\x00\x01 / HTTP/1.1\r\n\r\n"), 400);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(refused(&many), 431);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_head_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_head(&bytes);
+        }
+
+        #[test]
+        fn a_complete_head_never_claims_more_than_it_was_given(tail in "[ -~]{0,64}") {
+            let head = format!("GET /{tail} HTTP/1.1\r\n\r\n");
+            if let Parsed::Complete(_, n) = parse_head(head.as_bytes()) {
+                proptest::prop_assert!(n <= head.len());
+            }
+        }
+    }
 }

@@ -96,7 +96,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use hyper::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -200,7 +200,7 @@ pub enum AuthError {
 /// Headers for a 401 answer: `WWW-Authenticate: Basic realm="redis-vitals"`.
 pub fn unauthorized_response_headers() -> [(HeaderName, HeaderValue); 1] {
     [(
-        hyper::header::WWW_AUTHENTICATE,
+        http::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"redis-vitals\""),
     )]
 }
@@ -1802,7 +1802,7 @@ impl AsyncWrite for MaybeTlsStream {
 
 /// Serves one accepted TCP connection's transport: completes the TLS
 /// handshake when `config` enables TLS (within [`HANDSHAKE_TIMEOUT`]),
-/// otherwise passes the stream through. Hand the result to hyper.
+/// otherwise passes the stream through. Hand the result to http.rs.
 pub async fn accept(config: &WebConfig, stream: TcpStream) -> io::Result<MaybeTlsStream> {
     let Some(tls) = config.tls() else {
         return Ok(MaybeTlsStream::Plain(stream));

@@ -90,3 +90,198 @@ fn idle_keep_alive_outlives_the_header_timeout_and_slow_heads_do_not() {
     idle.write_all(REQUEST).unwrap();
     assert_eq!(read_response(&mut idle), "HTTP/1.1 200 OK");
 }
+
+/// One response read off `s`: status code, lower-cased headers, body.
+/// Bytes after it (a pipelined next response) stay in `pending`.
+struct Reader<'a> {
+    s: &'a mut TcpStream,
+    pending: Vec<u8>,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn new(s: &'a mut TcpStream) -> Self {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Reader {
+            s,
+            pending: Vec::new(),
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut buf = [0u8; 65536];
+        let n = self.s.read(&mut buf).expect("response bytes");
+        assert!(n > 0, "connection closed inside a response");
+        self.pending.extend_from_slice(&buf[..n]);
+    }
+
+    /// Reads one response; `head` for the answer to a HEAD (no body).
+    fn response(&mut self, head: bool) -> Reply {
+        let end = loop {
+            if let Some(i) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            self.fill();
+        };
+        let text = String::from_utf8(self.pending[..end].to_vec()).unwrap();
+        self.pending.drain(..end + 4);
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
+        let status = status_line[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("header line");
+                (k.trim().to_ascii_lowercase(), v.trim().to_string())
+            })
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("every response has a Content-Length");
+        let len = if head { 0 } else { len };
+        while self.pending.len() < len {
+            self.fill();
+        }
+        let body = self.pending.drain(..len).collect();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asserts the server closes the connection with nothing more to say.
+    fn closed(&mut self) {
+        assert!(self.pending.is_empty(), "bytes after the last response");
+        let mut buf = [0u8; 256];
+        match self.s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{n} unexpected bytes: {:?}", &buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("connection not closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn keep_alive_pipelining_and_connection_close_follow_http_1_1() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+
+    // Two requests in one write are answered in order on one connection.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.write_all(
+        b"GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = Reader::new(&mut s);
+    let first = r.response(false);
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"OK\n"[..]));
+    assert!(first.header("date").is_some(), "no Date header");
+    assert_eq!(r.response(false).status, 404);
+
+    // HEAD: the page's length, no body. The next response on the same
+    // connection starting cleanly shows that no body bytes were sent.
+    r.s.write_all(
+        b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let head = r.response(true);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert!(len > 1000, "HEAD /metrics announces {len} bytes");
+    assert_eq!(r.response(false).body, b"OK\n");
+
+    // HTTP/1.1 with Connection: close is answered, then closed.
+    r.s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let last = r.response(false);
+    assert_eq!(last.header("connection"), Some("close"));
+    r.closed();
+
+    // HTTP/1.0 closes unless it asks for keep-alive.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"GET /-/healthy HTTP/1.0\r\n\r\n").unwrap();
+    let mut r = Reader::new(&mut s);
+    assert_eq!(r.response(false).status, 200);
+    r.closed();
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    let mut r = Reader::new(&mut s);
+    for _ in 0..2 {
+        r.s.write_all(b"GET /-/healthy HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let reply = r.response(false);
+        assert_eq!(reply.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn requests_it_does_not_serve_get_a_status_and_lose_nothing_else() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+
+    // A small body is read and dropped; the connection goes on.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = Reader::new(&mut s);
+    let post = r.response(false);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.response(false).body, b"OK\n");
+
+    // Each of these is answered with its status, then the connection is
+    // closed (what follows it cannot be trusted to be a request).
+    let oversized = {
+        // Exactly the head limit, without the blank line that ends a head.
+        let mut h = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+        h.resize(redis_vitals::http::MAX_REQUEST_HEAD, b'a');
+        h
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "chunked body",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            501,
+        ),
+        (
+            "large body",
+            b"GET / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n".to_vec(),
+            413,
+        ),
+        ("head over the limit", oversized, 431),
+        ("not HTTP", b"\x01\x02\x03 nonsense\r\n\r\n".to_vec(), 400),
+    ];
+    for (what, bytes, status) in cases {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut r = Reader::new(&mut s);
+        let reply = r.response(false);
+        assert_eq!(reply.status, status, "{what}");
+        assert_eq!(reply.header("connection"), Some("close"), "{what}");
+        r.closed();
+    }
+
+    // The daemon still serves.
+    assert_eq!(common::http_get(d.addr, "/-/healthy").0, 200);
+}

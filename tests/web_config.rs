@@ -475,8 +475,9 @@ impl Drop for TestServer {
     }
 }
 
-/// A minimal server wired the way http.rs will be: per connection the
-/// current config, `accept`, hyper http1; per request authorize + headers.
+/// A minimal server wired the way http.rs is (per connection the current
+/// config and `accept`; per request authorize and headers), on hyper's
+/// http1 rather than http.rs, so these tests check the web config alone.
 async fn start_server(source: ConfigSource) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
