@@ -56,6 +56,12 @@ const FIRST_READ_BUFFER: usize = 4 * 1024;
 /// 256 idle connections that is 8 MiB at most.
 const KEPT_WRITE_BUFFER: usize = 32 * 1024;
 
+/// How long, and how many bytes, a refused request's unread bytes are
+/// drained before closing: enough for a client's in-flight body or head to
+/// arrive, short enough that a refused client cannot hold a slot.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Accepts connections until `stop` turns true.
@@ -85,9 +91,6 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            // The head of the first request is timed from the accept, TLS
-            // handshake included.
-            let first_head_by = Instant::now() + HEADER_READ_TIMEOUT;
             // The web config current when the connection arrived serves all
             // of it; a reload applies to the next connection.
             let web = shared.web();
@@ -99,6 +102,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
                         return;
                     }
                 };
+                // The first head is timed from here: the TLS handshake has
+                // its own timeout.
+                let first_head_by = Instant::now() + HEADER_READ_TIMEOUT;
                 Connection::new(stream, &shared, web, first_head_by)
                     .run()
                     .await;
@@ -110,17 +116,37 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 }
 
 /// What one request asks for, copied out of the read buffer.
-#[derive(Debug)]
 struct Request {
     method: Method,
-    /// The path, without the query.
+    /// The path, without the query or fragment.
     path: String,
     query: String,
+    /// A secret: never logged (see the `Debug` impl).
     authorization: Option<String>,
+    /// An HTTP/1.0 request: keep-alive is granted only when asked for, and
+    /// said so in the response.
+    http10: bool,
     /// The connection stays open after the response.
     keep_alive: bool,
     /// `Content-Length` of a body to read and throw away.
     body: u64,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("http10", &self.http10)
+            .field("keep_alive", &self.keep_alive)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +162,9 @@ enum Parsed {
     /// A whole head, `len` bytes long.
     Complete(Request, usize),
     Partial,
-    /// Not a request we serve: answer with this status and close.
-    Refused(u16, &'static str),
+    /// Not a request we serve: answer with this status and close. The
+    /// method, when the head got that far (a refused HEAD gets no body).
+    Refused(u16, &'static str, Method),
 }
 
 /// Parses one request head at the start of `buf`. Pure, so it is tested
@@ -149,67 +176,87 @@ fn parse_head(buf: &[u8]) -> Parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Refused(431, "too many request headers\n")
+            return Parsed::Refused(431, "too many request headers\n", Method::Get)
         }
-        Err(_) => return Parsed::Refused(400, "malformed request\n"),
+        Err(_) => return Parsed::Refused(400, "malformed request\n", Method::Get),
     };
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
         _ => Method::Other,
     };
-    // Origin form (`/metrics?x`) or absolute form (`http://host/metrics`).
+    let refuse = |status, why| Parsed::Refused(status, why, method);
+    // Origin form (`/metrics?x`) or absolute form (`http://host/metrics`);
+    // a fragment is not part of the resource.
     let target = req.path.unwrap_or("/");
+    let target = target.split_once('#').map_or(target, |(t, _)| t);
     let target = match target.split_once("://") {
-        Some((_, rest)) if !target.starts_with('/') => rest.find('/').map_or("/", |i| &rest[i..]),
+        Some((_, rest)) if !target.starts_with('/') => {
+            // The authority ends at the path, or at the query if no path.
+            rest.find(['/', '?']).map_or("", |i| &rest[i..])
+        }
         _ => target,
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut keep_alive = req.version == Some(1);
+    let path = if path.is_empty() { "/" } else { path };
+    let http10 = req.version != Some(1);
+    // "close" in any Connection header wins over "keep-alive" (RFC 9112 9.3).
+    let (mut close, mut keep_alive_asked) = (false, false);
     let mut authorization = None;
     let mut body: Option<u64> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("authorization") {
+            // Two credentials: which one a proxy checked is unknowable.
+            if authorization.is_some() {
+                return refuse(400, "more than one Authorization header\n");
+            }
             authorization = Some(String::from_utf8_lossy(h.value).into_owned());
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            match (n, body) {
-                (None, _) => return Parsed::Refused(400, "bad Content-Length\n"),
-                (Some(n), Some(m)) if n != m => {
-                    return Parsed::Refused(400, "conflicting Content-Length headers\n")
-                }
-                (Some(n), _) => body = Some(n),
+            let Some(n) = content_length(h.value) else {
+                return refuse(400, "bad Content-Length\n");
+            };
+            if body.is_some_and(|m| m != n) {
+                return refuse(400, "conflicting Content-Length headers\n");
             }
+            body = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Refused(501, "request bodies are not accepted\n");
+            return refuse(501, "request bodies are not accepted\n");
         }
     }
     let body = body.unwrap_or(0);
     if body > MAX_DISCARDED_BODY {
-        return Parsed::Refused(413, "request bodies are not accepted\n");
+        return refuse(413, "request bodies are not accepted\n");
     }
+    let keep_alive = !close && (!http10 || keep_alive_asked);
     Parsed::Complete(
         Request {
             method,
             path: path.to_string(),
             query: query.to_string(),
             authorization,
+            http10,
             keep_alive,
             body,
         },
         len,
     )
+}
+
+/// A `Content-Length` value: digits only (no sign, no list), at most 18
+/// of them so it cannot overflow. Anything looser could let a proxy in front
+/// and this server disagree on where a body ends.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// A response before it is written.
@@ -297,8 +344,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             let (req, len) = match parse_head(&self.buf[..self.filled]) {
                 Parsed::Complete(req, len) => (req, len),
                 Parsed::Partial if self.filled == MAX_REQUEST_HEAD => {
-                    let r = respond(431, "text/plain", "request head too large\n");
-                    let _ = self.write(r, Method::Get, false).await;
+                    self.refuse(431, "request head too large\n", Method::Get)
+                        .await;
                     return;
                 }
                 Parsed::Partial => {
@@ -311,10 +358,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     }
                     continue;
                 }
-                Parsed::Refused(status, why) => {
-                    let _ = self
-                        .write(respond(status, "text/plain", why), Method::Get, false)
-                        .await;
+                Parsed::Refused(status, why, method) => {
+                    self.refuse(status, why, method).await;
                     return;
                 }
             };
@@ -323,14 +368,38 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             if !self.discard_body(req.body).await {
                 return;
             }
-            let keep_alive = req.keep_alive;
-            let method = req.method;
+            let (method, http10, keep_alive) = (req.method, req.http10, req.keep_alive);
             let resp = self.answer(req).await;
-            if self.write(resp, method, keep_alive).await.is_err() || !keep_alive {
+            let sent = self.write(resp, method, http10, keep_alive).await;
+            if sent.is_err() || !keep_alive {
                 let _ = self.io.shutdown().await;
                 return;
             }
         }
+    }
+
+    /// Answers a request that cannot be served, then closes gently: bytes
+    /// the client already sent (a body, the rest of a long head) are read
+    /// and dropped for a moment first. Closing with them unread makes the
+    /// kernel send a reset, and some client stacks drop a response they
+    /// have not read yet when one arrives (RFC 9112 9.6). Linux clients
+    /// keep it, so the tests cannot show the difference.
+    async fn refuse(&mut self, status: u16, why: &'static str, method: Method) {
+        let r = respond(status, "text/plain", why);
+        if self.write(r, method, false, false).await.is_err() {
+            return;
+        }
+        let _ = self.io.shutdown().await;
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut dropped = 0;
+            while dropped < LINGER_BYTES {
+                match self.io.read(&mut self.buf[..]).await {
+                    Ok(n) if n > 0 => dropped += n,
+                    _ => break,
+                }
+            }
+        })
+        .await;
     }
 
     /// Reads more bytes; false when the connection is over (EOF, error,
@@ -393,14 +462,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
 
     /// Rate limit and basic auth from the web config (every path, health
     /// checks included, as exporter-toolkit does), then the handler.
-    async fn answer(&self, req: Request) -> Response {
+    async fn answer(&self, mut req: Request) -> Response {
         if !self.web.allow_request() {
             return respond(429, "text/plain", "rate limit exceeded\n");
         }
         match self
             .web
             .clone()
-            .authorize_async(req.authorization.clone())
+            .authorize_async(req.authorization.take())
             .await
         {
             Ok(()) => handle(self.shared, &req),
@@ -414,10 +483,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
     }
 
     /// Writes `resp` (its head alone for HEAD), then flushes (TLS buffers).
+    /// An error means the connection must close.
     async fn write(
         &mut self,
         resp: Response,
         method: Method,
+        http10: bool,
         keep_alive: bool,
     ) -> std::io::Result<()> {
         use std::fmt::Write as _;
@@ -434,11 +505,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         );
         // HTTP/1.1 clients keep the connection unless told; HTTP/1.0
         // clients that asked for keep-alive are told it is granted.
-        out.push_str(if keep_alive {
-            "connection: keep-alive\r\n"
-        } else {
-            "connection: close\r\n"
-        });
+        if !keep_alive {
+            out.push_str("connection: close\r\n");
+        } else if http10 {
+            out.push_str("connection: keep-alive\r\n");
+        }
         for (k, v) in resp.extra.iter().chain(self.web.headers()) {
             out.push_str(k.as_str());
             out.push_str(": ");
@@ -452,9 +523,25 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             _ if method == Method::Head => {}
             Body::Text(t) => out.push_str(&t),
             Body::Page(mut page) => {
+                let head = out.len();
+                let mut sent = 0;
                 while page.next_chunk_into(out) {
                     self.io.write_all(out.as_bytes()).await?;
+                    sent += out.len();
                     out.clear();
+                }
+                // Content-Length was the page's computed length: a page
+                // that rendered otherwise would leave the client waiting
+                // for bytes or reading ours as the next response.
+                if sent + out.len() != head + page.len() {
+                    debug_assert!(
+                        false,
+                        "page rendered {sent} bytes, announced {}",
+                        page.len()
+                    );
+                    return Err(std::io::Error::other(
+                        "page length differs from Content-Length",
+                    ));
                 }
             }
         }
@@ -559,7 +646,7 @@ mod tests {
 
     fn refused(bytes: &[u8]) -> u16 {
         match parse_head(bytes) {
-            Parsed::Refused(status, _) => status,
+            Parsed::Refused(status, _, _) => status,
             other => panic!("{other:?}"),
         }
     }
@@ -587,6 +674,56 @@ mod tests {
     }
 
     #[test]
+    fn close_wins_over_keep_alive() {
+        let both = b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n";
+        assert!(!complete(both).0.keep_alive);
+        let two = b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n";
+        assert!(!complete(two).0.keep_alive);
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        assert_eq!(content_length(b" 17 "), Some(17));
+        for bad in [
+            &b"+5"[..],
+            b"-1",
+            b"5, 5",
+            b"0x10",
+            b"",
+            b"5\xc2\xa0",
+            b"9999999999999999999",
+        ] {
+            assert_eq!(content_length(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
+            400
+        );
+    }
+
+    #[test]
+    fn a_refused_head_request_is_answered_without_a_body() {
+        let head = b"HEAD / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(
+            parse_head(head),
+            Parsed::Refused(501, _, Method::Head)
+        ));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused_and_never_printed() {
+        let two =
+            b"GET / HTTP/1.1\r\nAuthorization: Basic YTpi\r\nAuthorization: Basic Yzpk\r\n\r\n";
+        assert_eq!(refused(two), 400);
+        let (r, _) = complete(b"GET / HTTP/1.1\r\nAuthorization: Basic c2VjcmV0\r\n\r\n");
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn connection_tokens_decide_keep_alive_per_version() {
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
         assert!(
@@ -607,6 +744,12 @@ mod tests {
         assert_eq!((r.path.as_str(), r.query.as_str()), ("/scrape", "target=a"));
         let (r, _) = complete(b"GET http://h:9121 HTTP/1.1\r\n\r\n");
         assert_eq!(r.path, "/");
+        // No path, a query with a slash in it.
+        let (r, _) = complete(b"GET http://h:9121?target=a/b HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/", "target=a/b"));
+        // A fragment is not part of the path or the query.
+        let (r, _) = complete(b"GET /scrape?target=a#x HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/scrape", "target=a"));
         // A path that merely contains "://" is not absolute form.
         let (r, _) = complete(b"GET /a://b HTTP/1.1\r\n\r\n");
         assert_eq!(r.path, "/a://b");
@@ -661,10 +804,18 @@ mod tests {
         }
 
         #[test]
-        fn a_complete_head_never_claims_more_than_it_was_given(tail in "[ -~]{0,64}") {
-            let head = format!("GET /{tail} HTTP/1.1\r\n\r\n");
-            if let Parsed::Complete(_, n) = parse_head(head.as_bytes()) {
-                proptest::prop_assert!(n <= head.len());
+        fn a_head_ends_where_its_blank_line_does(
+            tail in "[ -~]{0,64}",
+            after in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            // A pipelined next request (or any bytes) after a head is never
+            // counted as part of it.
+            let head = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", tail.replace(' ', ""));
+            let mut bytes = head.clone().into_bytes();
+            bytes.extend_from_slice(&after);
+            match parse_head(&bytes) {
+                Parsed::Complete(_, n) => proptest::prop_assert_eq!(n, head.len()),
+                other => proptest::prop_assert!(false, "{:?}", other),
             }
         }
     }
