@@ -5,14 +5,15 @@ For profiling work between full compare.py runs: the same N redis-server
 nodes (started once), each build run in alternating phases (A, B, A, B...),
 never at the same time, with the same config as compare.py (poll interval =
 round interval) and one /metrics scrape per round. Per phase: exporter CPU
-per node polled (schedstat), RSS and peak RSS at the end, scrape latency
-p50/p99. Prints medians per build and B/A ratios. Python standard library
+per node polled (schedstat), the HTTP thread's share of it per round,
+RSS and peak RSS at the end, scrape latency p50/p99. Prints medians per build and B/A ratios. Python standard library
 only; reuses compare.py's fleet, process and HTTP helpers.
 
     python3 bench/ab.py --a OLD_BINARY --b NEW_BINARY --nodes 100 --rounds 30 --runs 3
 """
 
 import argparse
+import glob
 import os
 import statistics
 import sys
@@ -21,6 +22,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as c  # noqa: E402
+
+
+# The HTTP thread's name (comm): its CPU is the scrapes' share.
+HTTP_THREAD = "redis-vitals-ht"
+
+
+def thread_ns(pid):
+    """{thread name: ns on CPU}, threads of one name summed (schedstat)."""
+    out = {}
+    for task in glob.glob("/proc/%d/task/*" % pid):
+        try:
+            with open(task + "/comm") as f:
+                name = f.read().strip()
+            with open(task + "/schedstat") as f:
+                out[name] = out.get(name, 0) + int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
 
 
 def start_vitals(binary, fleet, tmp, tag, interval, extra):
@@ -60,15 +79,18 @@ def phase(binary, fleet, args, tmp, tag):
         measuring = [False]
         c.run_rounds(args.warmup, args.interval, one_round, tag + " warm-up")
         before = c.CpuMark(proc.pid)
+        threads_before = thread_ns(proc.pid)
         t0 = time.monotonic()
         measuring[0] = True
         c.run_rounds(args.rounds, args.interval, one_round, tag)
         after = c.CpuMark(proc.pid)
+        http_ns = thread_ns(proc.pid).get(HTTP_THREAD, 0) - threads_before.get(HTTP_THREAD, 0)
         secs = time.monotonic() - t0
         cpu, _ = c.cpu_delta(before, after)
         polls = fleet.n * secs / args.interval
         return {
             "cpu_us_per_node": cpu / polls * 1e6,
+            "http_us_per_round": http_ns / 1e3 / (secs / args.interval),
             "rss_mib": c.proc_status_kib(proc.pid, "VmRSS") / 1024,
             "hwm_mib": c.proc_status_kib(proc.pid, "VmHWM") / 1024,
             "p50_ms": c.pct(lat, 50) * 1000,
@@ -107,7 +129,7 @@ def main():
             c.stop_all()
     print("\nN=%d, %d rounds x %gs, %d runs; medians" % (args.nodes, args.rounds, args.interval, args.runs))
     print("%-18s %10s %10s %8s" % ("metric", "A", "B", "B/A"))
-    for k in ("cpu_us_per_node", "rss_mib", "hwm_mib", "p50_ms", "p99_ms"):
+    for k in ("cpu_us_per_node", "http_us_per_round", "rss_mib", "hwm_mib", "p50_ms", "p99_ms"):
         a = statistics.median(r[k] for r in res["A"])
         b = statistics.median(r[k] for r in res["B"])
         print("%-18s %10.2f %10.2f %8.3f" % (k, a, b, b / a if a else float("nan")))

@@ -17,7 +17,6 @@ Standard library only; reuses compare.py's fleet, process and HTTP helpers.
 """
 
 import argparse
-import glob
 import os
 import statistics
 import sys
@@ -32,20 +31,6 @@ DEFAULT_FLOOR = os.path.join(c.REPO, "target", "release", "examples", "floor")
 # The floor's page length until a redis-vitals page has been seen (the
 # one-node page was 20.6 KB at round 4).
 DEFAULT_PAGE_BYTES = 20600
-
-
-def thread_ns(pid):
-    """{thread name: ns on CPU}, threads of one name summed (schedstat)."""
-    out = {}
-    for task in glob.glob("/proc/%d/task/*" % pid):
-        try:
-            with open(task + "/comm") as f:
-                name = f.read().strip()
-            with open(task + "/schedstat") as f:
-                out[name] = out.get(name, 0) + int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
 
 
 # Thread names (comm, 15 bytes at most) of the two threads that matter.
@@ -66,12 +51,12 @@ def measure(proc, scraper, path, rounds, warmup):
 
     c.run_rounds(warmup, 1.0, one, "warm-up")
     before = c.CpuMark(proc.pid)
-    threads_before = thread_ns(proc.pid)
+    threads_before = ab.thread_ns(proc.pid)
     t0 = time.monotonic()
     c.run_rounds(rounds, 1.0, one, path)
     cpu, _ = c.cpu_delta(before, c.CpuMark(proc.pid))
     secs = time.monotonic() - t0
-    threads_after = thread_ns(proc.pid)
+    threads_after = ab.thread_ns(proc.pid)
     http_ns = sum(threads_after.get(t, 0) - threads_before.get(t, 0) for t in HTTP_THREADS)
     return cpu / secs * 1e6, size[0], http_ns / secs / 1e3
 
