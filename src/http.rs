@@ -5,7 +5,7 @@
 //! itself uses) rather than through hyper's connection machinery: the
 //! exporter answers GET and HEAD of stored pages and nothing else, and at
 //! one node hyper's per-request path (dispatcher, header maps, body
-//! framing) was a quarter of the HTTP thread's CPU per scrape (BENCHMARKS.md,
+//! framing) was a sixth of the HTTP thread's CPU per scrape (BENCHMARKS.md,
 //! "Round 5"). What the protocol needs from a server that takes no request
 //! bodies is all below: keep-alive (HTTP/1.1 by default, HTTP/1.0 on
 //! request), pipelined requests answered in order, `Content-Length`
