@@ -32,6 +32,7 @@ use redis_vitals::cluster_parse::{
 };
 use redis_vitals::config::Config;
 use redis_vitals::exposition::render_observation;
+use redis_vitals::http::{parse_head, Parsed, MAX_DISCARDED_BODY};
 use redis_vitals::info::{parse_info, parse_number, Info};
 use redis_vitals::state::Observation;
 use redis_vitals::target::{parse_addr, redact_url, Endpoint};
@@ -1878,4 +1879,123 @@ proptest! {
         prop_assert_eq!(used, len);
         prop_assert_eq!(back, model);
     }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP request heads (http::parse_head): bytes from any client on the network
+// ---------------------------------------------------------------------------
+
+/// A request head built from the grammar, with hostile header values mixed
+/// in; returns the head's bytes.
+fn request_head() -> impl Strategy<Value = String> {
+    let method = prop_oneof![
+        Just("GET".to_string()),
+        Just("HEAD".to_string()),
+        Just("POST".to_string()),
+        "[A-Z]{1,8}",
+    ];
+    let target = prop_oneof![
+        "/[!-~&&[^#?]]{0,24}(\\?[!-~&&[^#]]{0,24})?(#[a-z]{0,4})?",
+        "http://[a-z0-9.:]{1,16}(/[a-z]{0,8})?(\\?[a-z=&/]{0,12})?",
+    ];
+    let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0")];
+    let header = prop_oneof![
+        prop_oneof![
+            Just("close".to_string()),
+            Just("keep-alive".to_string()),
+            "[a-zA-Z, -]{0,24}"
+        ]
+        .prop_map(|v| format!("Connection: {v}\r\n")),
+        prop_oneof!["[0-9]{1,6}", "[+-]?[0-9 ,]{0,24}", "[0-9]{19,24}"]
+            .prop_map(|v| format!("Content-Length: {v}\r\n")),
+        "[A-Za-z0-9+/=]{0,24}".prop_map(|v| format!("Authorization: Basic {v}\r\n")),
+        prop_oneof![Just("chunked".to_string()), "[a-z, ]{0,12}"]
+            .prop_map(|v| format!("Transfer-Encoding: {v}\r\n")),
+        "[a-z0-9.:]{0,24}".prop_map(|v| format!("Host: {v}\r\n")),
+        ("[A-Za-z-]{1,12}", "[ -~]{0,32}").prop_map(|(k, v)| format!("{k}: {v}\r\n")),
+    ];
+    (method, target, version, prop::collection::vec(header, 0..8)).prop_map(|(m, t, v, hs)| {
+        let mut head = format!("{m} {t} {v}\r\n");
+        for h in hs {
+            head.push_str(&h);
+        }
+        head.push_str("\r\n");
+        head
+    })
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Any bytes: no panic; a complete head claims no more than it was
+    /// given, and what it accepts keeps its bounds.
+    #[test]
+    fn http_head_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        if let Parsed::Complete(req, n) = parse_head(&bytes) {
+            prop_assert!(n <= bytes.len());
+            prop_assert!(req.path.starts_with('/'));
+            prop_assert!(req.body <= MAX_DISCARDED_BODY);
+        }
+    }
+
+    /// A head from the grammar, followed by anything (a pipelined request,
+    /// a body): it ends at its own blank line, whatever follows; its parse
+    /// does not depend on what follows; and a prefix cut before its end is
+    /// never taken for a whole head.
+    #[test]
+    fn http_head_ends_at_its_blank_line(head in request_head(), after in prop::collection::vec(any::<u8>(), 0..64), cut in any::<usize>()) {
+        let mut bytes = head.clone().into_bytes();
+        bytes.extend_from_slice(&after);
+        let alone = format!("{:?}", parse_head(head.as_bytes()));
+        match parse_head(&bytes) {
+            Parsed::Complete(req, n) => {
+                prop_assert_eq!(n, head.len());
+                prop_assert!(req.path.starts_with('/'));
+                prop_assert!(req.body <= MAX_DISCARDED_BODY);
+                // Close wins over keep-alive; HTTP/1.0 keeps only on request.
+                let lower = head.to_ascii_lowercase();
+                if lower.contains("connection: close") {
+                    prop_assert!(!req.keep_alive);
+                }
+                if req.http10 && !lower.contains("keep-alive") {
+                    prop_assert!(!req.keep_alive);
+                }
+            }
+            Parsed::Partial => prop_assert!(false, "a whole head read as partial: {head:?}"),
+            Parsed::Refused(..) => {}
+        }
+        prop_assert_eq!(format!("{:?}", parse_head(&bytes)), alone);
+        let cut = cut % head.len();
+        prop_assert!(!matches!(parse_head(&head.as_bytes()[..cut]), Parsed::Complete(..)));
+    }
+
+    /// Content-Length is digits only: a sign, a list or spaces inside are
+    /// refused, never read as some number.
+    #[test]
+    fn http_content_length_is_digits_only(value in "[+-]?[0-9]{0,4}[ ,]?[0-9]{0,4}") {
+        let head = format!("GET / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n");
+        // Spaces around a header value are not part of it.
+        let v = value.trim_matches(' ');
+        let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        match parse_head(head.as_bytes()) {
+            Parsed::Complete(req, _) => {
+                prop_assert!(digits, "{value:?} accepted");
+                prop_assert_eq!(req.body, v.parse::<u64>().unwrap());
+            }
+            Parsed::Refused(status, _, _) => prop_assert!(!digits || v.parse::<u64>().unwrap() > MAX_DISCARDED_BODY, "{value:?} refused with {status}"),
+            Parsed::Partial => prop_assert!(false),
+        }
+    }
+}
+
+/// The Debug of a request never shows its credentials.
+#[test]
+fn http_request_debug_hides_the_credentials() {
+    let head = b"GET / HTTP/1.1\r\nAuthorization: Basic c2VjcmV0OnB3\r\n\r\n";
+    let Parsed::Complete(req, _) = parse_head(head) else {
+        panic!("not parsed");
+    };
+    assert_eq!(req.authorization.as_deref(), Some("Basic c2VjcmV0OnB3"));
+    let shown = format!("{req:?}");
+    assert!(!shown.contains("c2VjcmV0"), "{shown}");
 }
