@@ -200,6 +200,11 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = if path.is_empty() { "/" } else { path };
+    // Not origin form and not a URL ("*", "host:port", "http:/x"): nothing
+    // this server has (found by fuzz/fuzz_targets/http_head.rs).
+    if !path.starts_with('/') {
+        return refuse(400, "request target must be a path or an http URL\n");
+    }
     let http10 = req.version != Some(1);
     // "close" in any Connection header wins over "keep-alive" (RFC 9112 9.3).
     let (mut close, mut keep_alive_asked) = (false, false);
@@ -754,6 +759,15 @@ mod tests {
         // A path that merely contains "://" is not absolute form.
         let (r, _) = complete(b"GET /a://b HTTP/1.1\r\n\r\n");
         assert_eq!(r.path, "/a://b");
+    }
+
+    #[test]
+    fn targets_that_are_neither_a_path_nor_a_url_are_refused() {
+        // The fuzzer's input: a scheme without "//", read as a path before.
+        let head = b"POST http:/o/h:9121/sd?x=1#f HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(refused(head), 400);
+        assert_eq!(refused(b"OPTIONS * HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(refused(b"GET localhost:9121 HTTP/1.1\r\n\r\n"), 400);
     }
 
     #[test]

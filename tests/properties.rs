@@ -1897,6 +1897,8 @@ fn request_head() -> impl Strategy<Value = String> {
     let target = prop_oneof![
         "/[!-~&&[^#?]]{0,24}(\\?[!-~&&[^#]]{0,24})?(#[a-z]{0,4})?",
         "http://[a-z0-9.:]{1,16}(/[a-z]{0,8})?(\\?[a-z=&/]{0,12})?",
+        // Neither a path nor a URL: "*", "host:port", "http:/x".
+        "[*a-z0-9.:]{1,8}(/[!-~&&[^#]]{0,12})?",
     ];
     let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0")];
     let header = prop_oneof![
