@@ -11,13 +11,14 @@
 //! request), pipelined requests answered in order, `Content-Length`
 //! framing, `Date`, and a clear status for what is refused.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::daemon::Shared;
@@ -41,6 +42,10 @@ pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// cannot hold one either. Above the scrape intervals people use (15 s to
 /// 2 min), so Prometheus keeps reusing its connection between scrapes.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// How long a connection that finds every slot taken waits while idle
+/// keep-alive connections give theirs up: a close is immediate, so this is
+/// only slack for a busy thread.
+const SLOT_WAIT: Duration = Duration::from_millis(200);
 /// Most request headers accepted; Prometheus sends five or six.
 const MAX_HEADERS: usize = 64;
 /// Largest request body read and thrown away. GET and HEAD carry none; a
@@ -67,6 +72,11 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Accepts connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Wakes every connection idle between requests, to close: sent when a
+    // new connection finds every slot taken, so idle keep-alive clients
+    // (or someone holding connections open to lock scrapers out) cannot
+    // keep a scraper from connecting. They reconnect when they need to.
+    let pressure = Arc::new(Pressure::default());
     loop {
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -80,9 +90,26 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             },
             _ = stop.changed() => return,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Wait only if some connection is idle and can give its slot
+            // up, so a flood of new connections is not accepted slowly.
+            Err(_) if pressure.idle.load(Ordering::Acquire) > 0 => {
+                pressure.close_idle.notify_waiters();
+                match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        tracing::debug!("every connection slot is busy; closing a new connection");
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                tracing::debug!("every connection slot is busy; closing a new connection");
+                drop(stream);
+                continue;
+            }
         };
         // A long page goes out in several writes, the last one short.
         // Nagle would hold that write until the client ACKs the previous
@@ -90,6 +117,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         // (p90 47 ms at 100 nodes before this).
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let pressure = pressure.clone();
         tokio::spawn(async move {
             // The web config current when the connection arrived serves all
             // of it; a reload applies to the next connection.
@@ -105,13 +133,38 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
                 // The first head is timed from here: the TLS handshake has
                 // its own timeout.
                 let first_head_by = Instant::now() + HEADER_READ_TIMEOUT;
-                Connection::new(stream, &shared, web, first_head_by)
+                Connection::new(stream, &shared, web, &pressure, first_head_by)
                     .run()
                     .await;
             })
             .await;
             drop(permit);
         });
+    }
+}
+
+/// Connections idle between requests, and the signal that closes them when
+/// a new connection finds every slot taken.
+#[derive(Default)]
+struct Pressure {
+    idle: AtomicUsize,
+    close_idle: Notify,
+}
+
+impl Pressure {
+    /// Counts the connection idle until the guard drops (also when the
+    /// connection's age runs out while it waits).
+    fn enter_idle(&self) -> IdleGuard<'_> {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        IdleGuard(&self.idle)
+    }
+}
+
+struct IdleGuard<'a>(&'a AtomicUsize);
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -321,6 +374,8 @@ struct Connection<'a, S> {
     io: S,
     shared: &'a Shared,
     web: Arc<WebConfig>,
+    /// Slot pressure: closes the connection while it is idle.
+    pressure: &'a Pressure,
     /// Bytes read and not yet consumed, in the first `filled` bytes; grows
     /// from [`FIRST_READ_BUFFER`] to [`MAX_REQUEST_HEAD`] as a head needs.
     buf: Vec<u8>,
@@ -333,11 +388,18 @@ struct Connection<'a, S> {
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
-    fn new(io: S, shared: &'a Shared, web: Arc<WebConfig>, first_head_by: Instant) -> Self {
+    fn new(
+        io: S,
+        shared: &'a Shared,
+        web: Arc<WebConfig>,
+        pressure: &'a Pressure,
+        first_head_by: Instant,
+    ) -> Self {
         Connection {
             io,
             shared,
             web,
+            pressure,
             buf: vec![0u8; FIRST_READ_BUFFER],
             filled: 0,
             head_by: Some(first_head_by),
@@ -416,8 +478,24 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         }
         let read = self.io.read(&mut self.buf[self.filled..]);
         let n = match self.head_by {
-            // Idle between requests: only the connection's age bounds it.
-            None => read.await,
+            // Idle between requests: only the connection's age bounds it,
+            // and slot pressure ends it.
+            None => {
+                let _idle = self.pressure.enter_idle();
+                let r = tokio::select! {
+                    r = read => Some(r),
+                    _ = self.pressure.close_idle.notified() => None,
+                };
+                match r {
+                    Some(r) => r,
+                    None => {
+                        tracing::debug!(
+                            "every connection slot is taken; closing an idle connection"
+                        );
+                        return false;
+                    }
+                }
+            }
             Some(by) => match tokio::time::timeout_at(by, read).await {
                 Ok(r) => r,
                 Err(_) => {

@@ -291,3 +291,35 @@ fn requests_it_does_not_serve_get_a_status_and_lose_nothing_else() {
     // The daemon still serves.
     assert_eq!(common::http_get(d.addr, "/-/healthy").0, 200);
 }
+
+#[test]
+fn idle_connections_give_up_their_slots_to_a_new_scraper() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+
+    // Every slot held by a keep-alive connection that made one request and
+    // went idle: a client holding connections open to lock scrapers out.
+    let mut idle: Vec<TcpStream> = (0..redis_vitals::http::MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).unwrap();
+            s.write_all(REQUEST).unwrap();
+            assert_eq!(read_response(&mut s), "HTTP/1.1 200 OK");
+            s
+        })
+        .collect();
+
+    // A new connection is still served...
+    let mut fresh = TcpStream::connect(d.addr).unwrap();
+    fresh.write_all(REQUEST).unwrap();
+    assert_eq!(read_response(&mut fresh), "HTTP/1.1 200 OK");
+
+    // ...because idle connections were closed to make room.
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut closed = 0;
+    for s in idle.iter_mut() {
+        if closed_by(s, until).is_some() {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no idle connection was closed");
+}
