@@ -108,6 +108,9 @@ fn replica_links_up_and_replicates() {
             .as_deref(),
         Some("1")
     );
+    // Handed out only once the master, too, lists the replica as online.
+    let slave0 = master.info_field("replication", "slave0").unwrap();
+    assert!(slave0.contains("state=online"), "{slave0}");
     master.cli(&["SET", "rk", "rv"]);
     wait_until(Duration::from_secs(5), "rk to reach the replica", || {
         (replica.cli(&["GET", "rk"]) == "rv").then_some(())

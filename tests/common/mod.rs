@@ -883,6 +883,29 @@ pub fn start_replica_of(master: &RedisServer, extra_args: &[&str]) -> RedisServe
             s => Err(format!("master_link_status is {s:?}")),
         }
     });
+    // The replica says "up" as soon as it has loaded the RDB, but the master
+    // lists it as wait_bgsave until the first REPLCONF ACK arrives; tests read
+    // the master's view, so both sides must agree before the replica is handed out.
+    let what = format!(
+        "master on port {} to list replica on port {} as online",
+        master.port, replica.port
+    );
+    let want_port = format!("port={}", replica.port);
+    wait_for(REPLICA_LINK_TIMEOUT, &what, || {
+        let info = master
+            .try_command(&["INFO", "replication"], RESP_TIMEOUT)?
+            .text()
+            .map(|t| parse_info(&t))
+            .unwrap_or_default();
+        let line = info
+            .iter()
+            .find(|(k, v)| k.starts_with("slave") && v.split(',').any(|f| f == want_port))
+            .map(|(_, v)| v.clone());
+        match line {
+            Some(v) if v.split(',').any(|f| f == "state=online") => Ok(()),
+            other => Err(format!("master's line for the replica is {other:?}")),
+        }
+    });
     replica
 }
 
