@@ -71,11 +71,23 @@ def main():
     ap.add_argument("--floor-bin", default=DEFAULT_FLOOR)
     ap.add_argument("--redis-server", default="redis-server")
     ap.add_argument("--timeout-variant", action="store_true", help="also run the floor with a tokio timeout per round trip")
+    ap.add_argument(
+        "--one-thread-variants",
+        action="store_true",
+        help="also run the floor on one thread with the poll driven by the scrape: 'aligned' (round trip after each answer, 2 wake-ups a round) and 'lazy' (reply read at the next scrape, 1 wake-up)",
+    )
+    ap.add_argument("--variant", action="append", default=[], help="an extra floor mode, e.g. before1:5 (repeatable)")
     args = ap.parse_args()
     for b in (args.vitals_bin, args.peer_bin, args.floor_bin):
         if not os.access(b, os.X_OK):
             sys.exit("floor.py: %s not found (build it first: see python3 bench/floor.py --help)" % b)
-    kinds = ["floor"] + (["floor+timeout"] if args.timeout_variant else []) + ["vitals", "peer"]
+    kinds = (
+        ["floor"]
+        + (["floor+timeout"] if args.timeout_variant else [])
+        + (["floor+aligned", "floor+lazy"] if args.one_thread_variants else [])
+        + ["floor+" + v for v in args.variant]
+        + ["vitals", "peer"]
+    )
     c.DEADLINE[0] = time.monotonic() + 600 + len(kinds) * args.runs * (args.rounds + args.warmup + 10)
     res = {k: [] for k in kinds}
     http = {k: [] for k in kinds}
@@ -90,8 +102,8 @@ def main():
                 for kind in [k for k in kinds if k.startswith("floor")]:
                     port = c.free_ports(1)[0]
                     argv = [args.floor_bin, str(redis_port), str(port), str(page)]
-                    if kind == "floor+timeout":
-                        argv.append("timeout")
+                    if kind != "floor":
+                        argv.append(kind.split("+", 1)[1])
                     proc = c.spawn(argv, kind, os.path.join(tmp, "floor.log"))
                     s = c.Scraper(port, 30, False)
                     try:
