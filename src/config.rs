@@ -669,15 +669,85 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
         // toml's message names the offending key and its line; keep it, but
         // on one line, and without echoing the offending value (it may be a
         // password).
-        let message = e.message().to_string();
-        let at = e
-            .span()
-            .map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+        let message = without_value(e.message());
+        let start = e.span().map(|s| s.start.min(text.len()));
+        let at = start
+            .map(|start| {
+                let line = text[..start].matches('\n').count() + 1;
                 format!(" (line {line})")
             })
             .unwrap_or_default();
-        err("config.file", format!("{message}{at}"))
+        // toml names an unknown key itself, but a value of the wrong type
+        // only by its line: name the key from the text around it.
+        let key = start.and_then(|start| key_at(text, start));
+        err(
+            key.as_deref().unwrap_or("config.file"),
+            format!("{message}{at}"),
+        )
+    })
+}
+
+/// serde's "invalid type: integer `12345678`, expected a string" echoes
+/// the value, which may be a password given unquoted: keep what kind of
+/// value it was and what was expected, drop the value itself.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            // The expected clause is serde's own text, from our types.
+            let (what, expected) = rest.rsplit_once(", expected").unwrap_or((rest, ""));
+            let kind = what.split(['`', '"', '\'']).next().unwrap_or("").trim();
+            let expected = if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expected{expected}")
+            };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    message.to_string()
+}
+
+/// The dotted key (`poll.interval`, `targets[1].password`) of the
+/// `key = value` line holding byte `offset` of a TOML text, if that line is
+/// one. Only the part before `=` is read, so a value is never echoed.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    };
+    if !bare(key) {
+        return None;
+    }
+    // The table the line is in: the last header above it.
+    let mut table: Option<String> = None;
+    let mut seen_arrays: Vec<(String, usize)> = Vec::new();
+    for l in text[..line_start].lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let name = name.trim().to_string();
+            let n = match seen_arrays.iter_mut().find(|(a, _)| *a == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen_arrays.push((name.clone(), 0));
+                    0
+                }
+            };
+            table = bare(&name).then(|| format!("{name}[{n}]"));
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = bare(name.trim()).then(|| name.trim().to_string());
+        }
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
     })
 }
 
@@ -822,6 +892,29 @@ mod tests {
         }
         assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
         assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key_and_not_the_value() {
+        let e = parse_file("[web]\nlisten-address = \":1\"\n[poll]\ninterval = 5\n").unwrap_err();
+        assert_eq!(e.key, "poll.interval", "{e}");
+        assert!(e.to_string().contains("line 4"), "{e}");
+        let text =
+            "[[targets]]\naddr = \"a:1\"\n\n[[targets]]\naddr = \"b:1\"\npassword = 12345678\n";
+        let e = parse_file(text).unwrap_err();
+        assert_eq!(e.key, "targets[1].password", "{e}");
+        assert!(!e.to_string().contains("12345678"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("invalid type: integer, expected a string"),
+            "{e}"
+        );
+        let e = parse_file("[web]\nlisten-address = [\"s3cret\"]\n").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = parse_file("[poll]\nconcurrency = \"hunter2\"\n").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        // Nothing that reads as a key: the file as a whole.
+        assert_eq!(parse_file("[poll\n").unwrap_err().key, "config.file");
     }
 
     #[test]
