@@ -59,7 +59,11 @@ impl Shared {
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             discovery: Arc::new(tokio::sync::Notify::new()),
-            schedule: crate::schedule::Schedule::new(config.poll.interval, config.poll.group_size),
+            schedule: crate::schedule::Schedule::with_follow(
+                config.poll.interval,
+                config.poll.group_size,
+                config.poll.follow_scrapes,
+            ),
         });
         let web = config.web_config.as_ref().map(|(path, initial)| {
             Arc::new(crate::webconfig::WebConfigWatcher::new(
@@ -159,6 +163,11 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(addr)
+    }
+
+    /// A page was just served (see `Schedule::scraped`).
+    pub fn scraped(&self) {
+        self.ctx.schedule.scraped(tokio::time::Instant::now());
     }
 
     /// Ready once every node known now has finished one poll.
@@ -321,11 +330,17 @@ pub async fn run_shared(
 /// never delays a poll's reply (which would inflate its measured
 /// duration). The returned receiver completes when serving has stopped.
 /// If the thread cannot start, HTTP is served on the caller's runtime.
+/// Following scrapes, it is served there by design: the poll then runs on
+/// the scrape's own wake-up, which only pays on the poll thread
+/// (schedule.rs).
 fn start_http(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> tokio::sync::oneshot::Receiver<()> {
+    if shared.ctx.schedule.follows_scrapes() {
+        return serve_here(listener, shared, stop);
+    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (give_tx, give_rx) = std::sync::mpsc::channel::<std::net::TcpListener>();
     let started = tokio::runtime::Builder::new_current_thread()
@@ -362,15 +377,25 @@ fn start_http(
         },
         Err(e) => {
             tracing::warn!(error = %e, "no HTTP thread; serving HTTP on the poll runtime");
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                crate::http::serve(listener, shared, stop).await;
-                let _ = tx.send(());
-            });
-            return rx;
+            return serve_here(listener, shared, stop);
         }
     }
     done_rx
+}
+
+/// Serves HTTP on the caller's runtime; the receiver completes when
+/// serving has stopped.
+fn serve_here(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        crate::http::serve(listener, shared, stop).await;
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// Creates the shared state for [`run_shared`].

@@ -438,7 +438,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             }
             let (method, http10, keep_alive) = (req.method, req.http10, req.keep_alive);
             let resp = self.answer(req).await;
+            let scrape = method == Method::Get && matches!(resp.body, Body::Page(_));
             let sent = self.write(resp, method, http10, keep_alive).await;
+            if scrape && sent.is_ok() {
+                // After the answer is out, so the poll never delays it.
+                self.shared.scraped();
+            }
             if sent.is_err() || !keep_alive {
                 let _ = self.io.shutdown().await;
                 return;
