@@ -679,8 +679,8 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
         // toml's message names the offending key and its line; keep it, but
         // on one line, and without echoing the offending value (it may be a
         // password).
-        let message = without_value(e.message());
-        let start = e.span().map(|s| s.start.min(text.len()));
+        let (message, wrong_value) = without_value(e.message());
+        let start = e.span().and_then(|s| text.get(..s.start).map(str::len));
         let at = start
             .map(|start| {
                 let line = text[..start].matches('\n').count() + 1;
@@ -688,8 +688,13 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
             })
             .unwrap_or_default();
         // toml names an unknown key itself, but a value of the wrong type
-        // only by its line: name the key from the text around it.
-        let key = start.and_then(|start| key_at(text, start));
+        // only by its line: name the key from the text around it. Only
+        // then: such an error points at the start of a value, while a
+        // syntax error can point inside a multi-line string, whose lines
+        // must not be read as keys (they may be a password).
+        let key = start
+            .filter(|_| wrong_value)
+            .and_then(|start| key_at(text, start));
         err(
             key.as_deref().unwrap_or("config.file"),
             format!("{message}{at}"),
@@ -700,7 +705,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
 /// serde's "invalid type: integer `12345678`, expected a string" echoes
 /// the value, which may be a password given unquoted: keep what kind of
 /// value it was and what was expected, drop the value itself.
-fn without_value(message: &str) -> String {
+fn without_value(message: &str) -> (String, bool) {
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             // The expected clause is serde's own text, from our types.
@@ -711,19 +716,25 @@ fn without_value(message: &str) -> String {
             } else {
                 format!(", expected{expected}")
             };
-            return format!("{prefix}{kind}{expected}");
+            return (format!("{prefix}{kind}{expected}"), true);
         }
     }
-    message.to_string()
+    (message.to_string(), false)
 }
 
 /// The dotted key (`poll.interval`, `targets[1].password`) of the
 /// `key = value` line holding byte `offset` of a TOML text, if that line is
-/// one. Only the part before `=` is read, so a value is never echoed.
+/// one. Only the part before `=` is read, so a value is never echoed; an
+/// inline table (`redis = { password = 5 }`) gives `None`, and so does a
+/// line in a multi-line string.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
-    let (key, _) = line.split_once('=')?;
+    let (key, value) = line.split_once('=')?;
+    if value.trim_start().starts_with('{') {
+        return None;
+    }
     let key = key.trim();
     let bare = |k: &str| {
         !k.is_empty()
@@ -736,8 +747,25 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     // The table the line is in: the last header above it.
     let mut table: Option<String> = None;
     let mut seen_arrays: Vec<(String, usize)> = Vec::new();
+    // Inside a multi-line string (`"""` or `\'\'\'`) a line that looks like a
+    // header is text, not a table.
+    let mut open: Option<&str> = None;
     for l in text[..line_start].lines() {
-        let l = l.trim();
+        if let Some(delim) = open {
+            if l.matches(delim).count() % 2 == 1 {
+                open = None;
+            }
+            continue;
+        }
+        if let Some(delim) = ["\"\"\"", "\'\'\'"]
+            .into_iter()
+            .find(|d| l.matches(d).count() % 2 == 1)
+        {
+            open = Some(delim);
+            continue;
+        }
+        // A header may carry a comment: `[poll]  # the schedule`.
+        let l = l.split('#').next().unwrap_or("").trim();
         if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
             let name = name.trim().to_string();
             let n = match seen_arrays.iter_mut().find(|(a, _)| *a == name) {
@@ -942,6 +970,19 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         // Nothing that reads as a key: the file as a whole.
         assert_eq!(parse_file("[poll\n").unwrap_err().key, "config.file");
+        // A syntax error inside a multi-line string is not read as a key.
+        let e = parse_file("[redis]\npassword = \"\"\"\nTr0ub4dor=\\q\"\"\"\n").unwrap_err();
+        assert_eq!(e.key, "config.file", "{e}");
+        assert!(!e.to_string().contains("Tr0ub4dor"), "{e}");
+        // Headers with comments, counted arrays, a header-like line in a
+        // multi-line string, and an inline table.
+        let text = "[[targets]] # a\naddr = \"a:1\"\n[[targets]]  # b\naddr = \"b:1\"\n\
+                    password = \'\'\'\n[web]\n\'\'\'\nuser = 5\n";
+        assert_eq!(parse_file(text).unwrap_err().key, "targets[1].user");
+        let e = parse_file("[poll] # the schedule\nconcurrency = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "poll.concurrency");
+        let e = parse_file("redis = { password = 5 }\n").unwrap_err();
+        assert_eq!(e.key, "config.file", "{e}");
     }
 
     #[test]
