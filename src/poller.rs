@@ -139,6 +139,11 @@ struct ClusterMemory {
     seen_gen: u64,
 }
 
+/// A node's first poll comes at a random moment this long after its start
+/// at most (or within one interval, if shorter): a fleet does not connect
+/// all at once, and readiness still comes quickly.
+pub const FIRST_POLL_SPREAD: Duration = Duration::from_millis(250);
+
 /// Runs the poll loop of one node until `stop` turns true.
 pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::Receiver<bool>) {
     let interval = ctx.poll.interval;
@@ -146,7 +151,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     // fleet does not connect all at once; later polls follow the node's
     // group in the schedule. The seat is freed when this task ends or is
     // aborted.
-    let first_delay = jitter_up_to(interval.min(Duration::from_millis(250)));
+    let first_delay = jitter_up_to(interval.min(FIRST_POLL_SPREAD));
     let mut seat = ctx.schedule.join();
     // Off the grid (the first poll, backoff after a failure): this instant.
     let mut off_grid = Some(tokio::time::Instant::now() + first_delay);

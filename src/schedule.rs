@@ -17,10 +17,10 @@
 //! size (and in flight by `poll.concurrency`).
 //!
 //! **Following scrapes** (`poll.follow-scrapes`, off by default): group 0
-//! polls right after a `/metrics` answer instead of on its own grid, with
-//! the HTTP server on the poll thread. At one node that removes one of the
-//! three wake-ups from idle of a round, about a fifth of the exporter's
-//! CPU (BENCHMARKS.md, "Following scrapes"): the poll's sends ride on the
+//! polls right after a `/metrics` or `/scrape` answer instead of on its own
+//! grid, with the HTTP server on the poll thread. At one node that removes
+//! one of the three wake-ups from idle of a round, about a quarter of the
+//! exporter's CPU (BENCHMARKS.md, round 6): the poll's sends ride on the
 //! scrape's wake-up and its reply comes while the thread is still warm. A
 //! wake-up from another thread costs as much as the tick it would replace,
 //! so the HTTP server must share the poll thread for this to pay. The rule
@@ -35,7 +35,16 @@
 //!   drifting the ticks toward it by 1/8 of an interval per round until a
 //!   scrape lands in the window (at most 8 rounds);
 //! * without a scrape for two intervals, the fallback tick is one interval
-//!   after the last: a node nobody scrapes is polled at the configured rate.
+//!   after the last: a node nobody scrapes is polled at the configured rate;
+//! * a node's first poll comes off the grid, within
+//!   [`crate::poller::FIRST_POLL_SPREAD`] of its start; when it opens group
+//!   0, the group counts it as a tick, so the first scrape cannot follow it
+//!   closer than 7/8 of an interval either. (A node joining a group 0 that
+//!   already has members can see its first poll and a scrape's close
+//!   together, once.)
+//!
+//! Without a timerfd (see below) nothing follows scrapes: the seats sleep to
+//! their grid, and only the HTTP server's place on the poll thread remains.
 //!
 //! The price: a scrape is answered with the poll that followed the previous
 //! one, so the data is about one interval old at every scrape (not between
@@ -132,7 +141,7 @@ impl Schedule {
         self.follow
     }
 
-    /// A `/metrics` answer has been written: ticks a following group 0 now
+    /// A `/metrics` or `/scrape` page has been written: ticks a following group 0 now
     /// if its turn is close enough (see the module comment). Cheap when
     /// not following: one branch.
     pub fn scraped(&self, now: Instant) {
@@ -191,7 +200,12 @@ impl Schedule {
         let g = &mut groups[group];
         g.members += 1;
         if g.members == 1 {
-            g.next = self.next_tick(group, Instant::now());
+            let now = Instant::now();
+            g.next = self.next_tick(group, now);
+            if self.follow && group == 0 {
+                // The first poll, off the grid, comes by then at the latest.
+                g.last = Some(now + self.interval.min(crate::poller::FIRST_POLL_SPREAD));
+            }
             self.opened.notify_one();
         }
         Seat {
@@ -222,7 +236,10 @@ impl Schedule {
         let timer = match Timer::new() {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(error = %e, "no timerfd; nodes poll on tokio timers");
+                tracing::warn!(
+                    error = %e,
+                    "no timerfd; nodes poll on tokio timers (and do not follow scrapes)"
+                );
                 return;
             }
         };
@@ -524,6 +541,9 @@ mod tests {
     fn a_fast_scraper_does_not_raise_the_poll_rate_past_eight_sevenths() {
         let scrapes: Vec<u64> = (0..300).map(|k| 37 + k * 100).collect();
         let ticks = simulate(true, &scrapes, 30_000);
+        // The node's first poll (off the grid, by 250 ms) counts: no scrape
+        // follows it within 7/8 of an interval; the grid's tick comes first.
+        assert_eq!(ticks[0], (1000, false), "{ticks:?}");
         for g in gaps(&ticks) {
             assert!((875..=1125).contains(&g), "{g} in {ticks:?}");
         }
@@ -537,7 +557,7 @@ mod tests {
             .all(|&g| g == 1000));
         // Scrapes that stop: after two intervals without one, the plain
         // interval again.
-        let scrapes: Vec<u64> = (0..5).map(|k| 500 + k * 1000).collect();
+        let scrapes: Vec<u64> = (0..5).map(|k| 1_950 + k * 1000).collect();
         let ticks = simulate(true, &scrapes, 20_000);
         let last_scrape = ticks.iter().rposition(|t| t.1).expect("followed");
         let after = &ticks[last_scrape..];
