@@ -74,9 +74,9 @@ def main():
     ap.add_argument(
         "--one-thread-variants",
         action="store_true",
-        help="also run the floor on one thread with the poll driven by the scrape: 'aligned' (round trip after each answer, 2 wake-ups a round) and 'lazy' (reply read at the next scrape, 1 wake-up)",
+        help="also run the floor on one thread with the round trip right after each answer ('aligned', what poll.follow-scrapes does)",
     )
-    ap.add_argument("--variant", action="append", default=[], help="an extra floor mode, e.g. before1:5 (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="an extra floor mode of examples/floor.rs, e.g. aligned2 or before1:5 (repeatable)")
     args = ap.parse_args()
     for b in (args.vitals_bin, args.peer_bin, args.floor_bin):
         if not os.access(b, os.X_OK):
@@ -84,7 +84,7 @@ def main():
     kinds = (
         ["floor"]
         + (["floor+timeout"] if args.timeout_variant else [])
-        + (["floor+aligned", "floor+lazy"] if args.one_thread_variants else [])
+        + (["floor+aligned"] if args.one_thread_variants else [])
         + ["floor+" + v for v in args.variant]
         + ["vitals", "peer"]
     )

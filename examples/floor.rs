@@ -10,14 +10,23 @@
 //! costs side by side (BENCHMARKS.md, "After round 4").
 //!
 //!     cargo build --release --example floor
-//!     target/release/examples/floor REDIS_PORT HTTP_PORT PAGE_BYTES [timeout]
+//!     target/release/examples/floor REDIS_PORT HTTP_PORT PAGE_BYTES [MODE]
 //!
-//! With `timeout`, each round trip runs inside `tokio::time::timeout`, as
-//! the poller's does: the difference is what that timer costs.
+//! Modes (BENCHMARKS.md, round 6), each changing one thing:
+//!
+//! * `timeout`: each round trip runs inside `tokio::time::timeout`, as the
+//!   poller's does: the difference is what that timer costs;
+//! * `aligned`: one thread, no tick: the round trip runs right after each
+//!   answer (what `poll.follow-scrapes` does);
+//! * `aligned2`: as `aligned`, with HTTP on its own thread, which wakes the
+//!   poll thread after each answer;
+//! * `before1:D`, `before2:D`: the tick comes D ms before the next scrape is
+//!   due (the last one + 1 s), with HTTP on the poll thread (1) or its own (2).
 //!
 //! Bench tooling, not part of the daemon: it panics on any error.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
@@ -25,79 +34,62 @@ use rustix::time::{
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// Poll and scrape period, as in the benchmark.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Room for one INFO reply (a plain poll's is ~5 KB).
+const REPLY_BUFFER: usize = 64 * 1024;
+
+/// When the last request came, for the `before` modes.
+type LastScrape = Arc<Mutex<Option<Instant>>>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (redis, http, page, mode) = match &args[..] {
         [_, r, h, p] => (r, h, p, ""),
-        [_, r, h, p, m]
-            if ["timeout", "aligned", "lazy", "aligned2"].contains(&m.as_str())
-                || m.starts_with("before") =>
-        {
-            (r, h, p, m.as_str())
-        }
-        _ => panic!("usage: floor REDIS_PORT HTTP_PORT PAGE_BYTES [timeout|aligned|lazy]"),
+        [_, r, h, p, m] => (r, h, p, m.as_str()),
+        _ => panic!("usage: floor REDIS_PORT HTTP_PORT PAGE_BYTES [MODE]"),
     };
     let redis: u16 = redis.parse().expect("REDIS_PORT");
     let http: u16 = http.parse().expect("HTTP_PORT");
     let page: usize = page.parse().expect("PAGE_BYTES");
-    if let Some(rest) = mode.strip_prefix("before") {
-        // before1:D or before2:D: poll D ms before the next scrape is due,
-        // with the HTTP server on the poll's thread (1) or its own (2).
-        let (threads, lead) = rest.split_once(':').expect("beforeT:D");
-        let lead = Duration::from_millis(lead.parse().expect("D"));
-        let last_scrape = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let seen = last_scrape.clone();
-        if threads == "2" {
-            std::thread::Builder::new()
-                .name("floor-http".into())
-                .spawn(move || runtime().block_on(serve_noting(http, page, seen)))
-                .expect("thread");
-            runtime().block_on(poll_before(redis, lead, last_scrape));
-        } else {
-            runtime().block_on(async move {
-                tokio::spawn(serve_noting(http, page, seen));
-                poll_before(redis, lead, last_scrape).await;
-            });
+    match mode {
+        "" | "timeout" => {
+            http_thread(http, page, || {});
+            runtime().block_on(poll_on_ticks(redis, mode == "timeout"));
         }
-        return;
-    }
-    if mode == "aligned2" {
-        // aligned, with the HTTP server on its own thread: each answer
-        // wakes the poll thread (a cross-thread Notify) for the round trip.
-        let scraped = std::sync::Arc::new(tokio::sync::Notify::new());
-        let notify = scraped.clone();
-        std::thread::Builder::new()
-            .name("floor-http".into())
-            .spawn(move || runtime().block_on(serve_notifying(http, page, notify)))
-            .expect("thread");
-        runtime().block_on(async move {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", redis))
-                .await
-                .expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let command = info_command();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                scraped.notified().await;
-                round_trip(&mut stream, command.as_bytes(), &mut buf).await;
+        "aligned" => runtime().block_on(async move {
+            let answered = Arc::new(Notify::new());
+            let notify = answered.clone();
+            tokio::spawn(serve(http, page, move || notify.notify_one()));
+            poll_after(redis, answered).await;
+        }),
+        "aligned2" => {
+            let answered = Arc::new(Notify::new());
+            let notify = answered.clone();
+            http_thread(http, page, move || notify.notify_one());
+            runtime().block_on(poll_after(redis, answered));
+        }
+        m if m.starts_with("before1:") || m.starts_with("before2:") => {
+            let lead = Duration::from_millis(m[8..].parse().expect("beforeT:D"));
+            let last: LastScrape = Arc::new(Mutex::new(None));
+            let seen = last.clone();
+            let note = move || *seen.lock().unwrap() = Some(Instant::now());
+            if m.starts_with("before2") {
+                http_thread(http, page, note);
+                runtime().block_on(poll_before(redis, lead, last));
+            } else {
+                runtime().block_on(async move {
+                    tokio::spawn(serve(http, page, note));
+                    poll_before(redis, lead, last).await;
+                });
             }
-        });
-        return;
+        }
+        m => panic!("unknown mode {m:?}"),
     }
-    if mode == "aligned" || mode == "lazy" {
-        runtime().block_on(one_thread(redis, http, page, mode == "lazy"));
-        return;
-    }
-    let timeout = mode == "timeout";
-    std::thread::Builder::new()
-        .name("floor-http".into())
-        .spawn(move || serve(http, page))
-        .expect("thread");
-    poll(redis, timeout);
 }
 
 /// A single-threaded runtime, as each of the daemon's two threads has.
@@ -108,103 +100,80 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// The HTTP thread: one task per connection, one page per request head.
-fn serve(port: u16, page: usize) {
-    runtime().block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind");
-        loop {
-            let (mut stream, _) = listener.accept().await.expect("accept");
-            stream.set_nodelay(true).expect("nodelay");
-            tokio::spawn(async move {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {page}\r\n\r\n"
-                );
-                let mut response = head.into_bytes();
-                response.resize(response.len() + page, b'#');
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let mut got = 0;
-                    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf[got..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got += n,
-                        }
-                        if got == buf.len() {
-                            return;
-                        }
-                    }
-                    if stream.write_all(&response).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+/// Serves HTTP on a thread of its own, as the daemon does by default.
+fn http_thread(port: u16, page: usize, answered: impl Fn() + Clone + Send + 'static) {
+    std::thread::Builder::new()
+        .name("floor-http".into())
+        .spawn(move || runtime().block_on(serve(port, page, answered)))
+        .expect("thread");
 }
 
-/// The poll thread: a timerfd tick, then one INFO round trip (in a
-/// `tokio::time::timeout` if `timeout`).
-fn poll(port: u16, timeout: bool) {
-    runtime().block_on(async move {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+/// One task per connection, one page per request head; `answered` runs
+/// after each answer is written.
+async fn serve(port: u16, page: usize, answered: impl Fn() + Clone + Send + 'static) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    let head =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {page}\r\n\r\n");
+    let mut response = head.into_bytes();
+    response.resize(response.len() + page, b'#');
+    let response = Arc::new(response);
+    loop {
+        let (mut stream, _) = listener.accept().await.expect("accept");
         stream.set_nodelay(true).expect("nodelay");
-        // A plain poll's command, as the poller sends it.
-        let sections = redis_vitals::poller::INFO_SECTIONS;
-        let mut command = format!("*{}\r\n$4\r\nINFO\r\n", sections.len() + 1);
-        for s in sections {
-            command.push_str(&format!("${}\r\n{s}\r\n", s.len()));
-        }
-        let fd = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-        )
-        .expect("timerfd");
-        let period = Timespec {
-            tv_sec: TICK.as_secs() as i64,
-            tv_nsec: TICK.subsec_nanos() as i64,
-        };
-        let spec = Itimerspec {
-            it_interval: period,
-            it_value: period,
-        };
-        timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec).expect("settime");
-        // The same (deprecated, safe) constructor src/schedule.rs uses.
-        #[allow(deprecated)]
-        let ticks = AsyncFd::new(fd).expect("asyncfd");
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let mut ready = ticks.readable().await.expect("readable");
-            let mut expirations = [0u8; 8];
-            if rustix::io::read(ticks.get_ref(), &mut expirations).is_err() {
-                ready.clear_ready();
-                continue;
+        let (response, answered) = (response.clone(), answered.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while read_head(&mut stream, &mut buf).await {
+                if stream.write_all(&response).await.is_err() {
+                    return;
+                }
+                answered();
             }
-            let round_trip = round_trip(&mut stream, command.as_bytes(), &mut buf);
-            if timeout {
-                // The poller's default timeout; a healthy reply is far faster.
-                tokio::time::timeout(Duration::from_secs(2), round_trip)
-                    .await
-                    .expect("INFO reply within 2 s");
-            } else {
-                round_trip.await;
-            }
+        });
+    }
+}
+
+/// Reads one request head; false when the client is gone (or sent a head
+/// larger than `buf`).
+async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf[got..]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
         }
-    });
+        if got == buf.len() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A connection to the node, as the poller keeps one.
+async fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// The plain poll's INFO command, as the poller sends it.
+fn info_command() -> Vec<u8> {
+    let sections = redis_vitals::poller::INFO_SECTIONS;
+    let mut command = format!("*{}\r\n$4\r\nINFO\r\n", sections.len() + 1);
+    for s in sections {
+        command.push_str(&format!("${}\r\n{s}\r\n", s.len()));
+    }
+    command.into_bytes()
 }
 
 /// Sends `command` and reads its reply, a bulk string
 /// (`$<len>\r\n<len bytes>\r\n`), whole.
-async fn round_trip(stream: &mut tokio::net::TcpStream, command: &[u8], buf: &mut [u8]) {
+async fn round_trip(stream: &mut TcpStream, command: &[u8], buf: &mut [u8]) {
     stream.write_all(command).await.expect("send");
-    read_reply(stream, buf).await;
-}
-
-/// Reads one bulk-string reply whole.
-async fn read_reply(stream: &mut tokio::net::TcpStream, buf: &mut [u8]) {
     let (mut got, mut want) = (0, usize::MAX);
     while got < want {
         let n = stream.read(&mut buf[got..]).await.expect("read");
@@ -223,128 +192,89 @@ async fn read_reply(stream: &mut tokio::net::TcpStream, buf: &mut [u8]) {
     }
 }
 
-/// The plain poll's INFO command.
-fn info_command() -> String {
-    let sections = redis_vitals::poller::INFO_SECTIONS;
-    let mut command = format!("*{}\r\n$4\r\nINFO\r\n", sections.len() + 1);
-    for s in sections {
-        command.push_str(&format!("${}\r\n{s}\r\n", s.len()));
-    }
-    command
-}
+/// A timerfd on the runtime, as `src/schedule.rs` uses.
+struct Timer(AsyncFd<rustix::fd::OwnedFd>);
 
-/// One thread, no tick: the poll is driven by the scrape. `aligned`: each
-/// scrape is answered, then the INFO round trip runs (two wake-ups a
-/// round: the scrape and the reply). `lazy`: each scrape first reads the
-/// reply to the INFO sent after the previous scrape (already waiting in the
-/// socket), answers, then sends the next INFO without waiting (one wake-up).
-async fn one_thread(redis: u16, http: u16, page: usize, lazy: bool) {
-    let mut redis = tokio::net::TcpStream::connect(("127.0.0.1", redis))
-        .await
-        .expect("connect");
-    redis.set_nodelay(true).expect("nodelay");
-    let command = info_command();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", http))
-        .await
-        .expect("bind");
-    let head =
-        format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {page}\r\n\r\n");
-    let mut response = head.into_bytes();
-    response.resize(response.len() + page, b'#');
-    let mut reply = vec![0u8; 64 * 1024];
-    let mut sent = false;
-    loop {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut buf = vec![0u8; 8192];
-        'conn: loop {
-            let mut got = 0;
-            while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf[got..]).await {
-                    Ok(0) | Err(_) => break 'conn,
-                    Ok(n) => got += n,
-                }
-                if got == buf.len() {
-                    break 'conn;
-                }
+impl Timer {
+    fn new() -> Timer {
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .expect("timerfd");
+        // The same (deprecated, safe) constructor src/schedule.rs uses.
+        #[allow(deprecated)]
+        Timer(AsyncFd::new(fd).expect("asyncfd"))
+    }
+
+    /// Fires `after` from now, then every `period` (zero: once).
+    fn arm(&self, after: Duration, period: Duration) {
+        let spec = |d: Duration| Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        };
+        let value = Itimerspec {
+            it_interval: spec(period),
+            it_value: spec(after.max(Duration::from_micros(1))),
+        };
+        timerfd_settime(self.0.get_ref(), TimerfdTimerFlags::empty(), &value).expect("settime");
+    }
+
+    async fn fired(&self) {
+        loop {
+            let mut ready = self.0.readable().await.expect("readable");
+            let mut expirations = [0u8; 8];
+            if rustix::io::read(self.0.get_ref(), &mut expirations).is_ok() {
+                return;
             }
-            if lazy && sent {
-                read_reply(&mut redis, &mut reply).await;
-            }
-            if stream.write_all(&response).await.is_err() {
-                break 'conn;
-            }
-            if lazy {
-                redis.write_all(command.as_bytes()).await.expect("send");
-                sent = true;
-            } else {
-                round_trip(&mut redis, command.as_bytes(), &mut reply).await;
-            }
+            ready.clear_ready();
         }
     }
 }
 
-type LastScrape = std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>;
-
-/// The HTTP server of `serve`, noting when each request came.
-async fn serve_noting(port: u16, page: usize, last: LastScrape) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    let head =
-        format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {page}\r\n\r\n");
-    let mut response = head.into_bytes();
-    response.resize(response.len() + page, b'#');
-    let response = std::sync::Arc::new(response);
+/// The design: a periodic timerfd tick, then one INFO round trip (in a
+/// `tokio::time::timeout` if `timeout`).
+async fn poll_on_ticks(port: u16, timeout: bool) {
+    let mut stream = connect(port).await;
+    let command = info_command();
+    let mut buf = vec![0u8; REPLY_BUFFER];
+    let timer = Timer::new();
+    timer.arm(TICK, TICK);
     loop {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        stream.set_nodelay(true).expect("nodelay");
-        let (response, last) = (response.clone(), last.clone());
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            loop {
-                let mut got = 0;
-                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
-                    if got == buf.len() {
-                        return;
-                    }
-                }
-                *last.lock().unwrap() = Some(std::time::Instant::now());
-                if stream.write_all(&response).await.is_err() {
-                    return;
-                }
-            }
-        });
+        timer.fired().await;
+        let round_trip = round_trip(&mut stream, &command, &mut buf);
+        if timeout {
+            // The poller's default timeout; a healthy reply is far faster.
+            tokio::time::timeout(Duration::from_secs(2), round_trip)
+                .await
+                .expect("INFO reply within 2 s");
+        } else {
+            round_trip.await;
+        }
+    }
+}
+
+/// One INFO round trip after each answer.
+async fn poll_after(port: u16, answered: Arc<Notify>) {
+    let mut stream = connect(port).await;
+    let command = info_command();
+    let mut buf = vec![0u8; REPLY_BUFFER];
+    loop {
+        answered.notified().await;
+        round_trip(&mut stream, &command, &mut buf).await;
     }
 }
 
 /// Polls `lead` before the next scrape is due (the last scrape + one
 /// period), on a timerfd; once a second until a scrape has been seen.
 async fn poll_before(port: u16, lead: Duration, last: LastScrape) {
-    use rustix::time::{
-        timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
-        TimerfdTimerFlags, Timespec,
-    };
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
+    let mut stream = connect(port).await;
     let command = info_command();
-    let fd = timerfd_create(
-        TimerfdClockId::Monotonic,
-        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-    )
-    .expect("timerfd");
-    #[allow(deprecated)]
-    let ticks = AsyncFd::new(fd).expect("asyncfd");
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut last_poll = std::time::Instant::now();
+    let mut buf = vec![0u8; REPLY_BUFFER];
+    let timer = Timer::new();
+    let mut last_poll = Instant::now();
     loop {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let due = match *last.lock().unwrap() {
             Some(s) => {
                 let mut due = s + TICK - lead;
@@ -355,67 +285,9 @@ async fn poll_before(port: u16, lead: Duration, last: LastScrape) {
             }
             None => last_poll + TICK,
         };
-        let after = due
-            .saturating_duration_since(now)
-            .max(Duration::from_micros(1));
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        let value = Timespec {
-            tv_sec: after.as_secs() as i64,
-            tv_nsec: after.subsec_nanos() as i64,
-        };
-        timerfd_settime(
-            ticks.get_ref(),
-            TimerfdTimerFlags::empty(),
-            &Itimerspec {
-                it_interval: zero,
-                it_value: value,
-            },
-        )
-        .expect("settime");
-        loop {
-            let mut ready = ticks.readable().await.expect("readable");
-            let mut expirations = [0u8; 8];
-            if rustix::io::read(ticks.get_ref(), &mut expirations).is_ok() {
-                break;
-            }
-            ready.clear_ready();
-        }
-        last_poll = std::time::Instant::now();
-        round_trip(&mut stream, command.as_bytes(), &mut buf).await;
-    }
-}
-
-/// The HTTP server of `serve`, notifying the poll thread after each answer.
-async fn serve_notifying(port: u16, page: usize, scraped: std::sync::Arc<tokio::sync::Notify>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    let head =
-        format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {page}\r\n\r\n");
-    let mut response = head.into_bytes();
-    response.resize(response.len() + page, b'#');
-    loop {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut buf = vec![0u8; 8192];
-        'conn: loop {
-            let mut got = 0;
-            while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf[got..]).await {
-                    Ok(0) | Err(_) => break 'conn,
-                    Ok(n) => got += n,
-                }
-                if got == buf.len() {
-                    break 'conn;
-                }
-            }
-            if stream.write_all(&response).await.is_err() {
-                break 'conn;
-            }
-            scraped.notify_one();
-        }
+        timer.arm(due.saturating_duration_since(now), Duration::ZERO);
+        timer.fired().await;
+        last_poll = Instant::now();
+        round_trip(&mut stream, &command, &mut buf).await;
     }
 }

@@ -34,23 +34,29 @@ fn last_poll(d: &TestDaemon, addr: &str) -> Option<(f64, Instant)> {
     Some((polls, Instant::now() - Duration::from_secs_f64(age)))
 }
 
+/// A daemon following scrapes of the node at `addr`, polled every
+/// `interval` (timeout 500 ms, backoff one interval).
+fn following(addr: &str, interval: &str) -> TestDaemon {
+    TestDaemon::start(&[
+        "--redis.addr",
+        addr,
+        "--poll.follow-scrapes",
+        "--poll.interval",
+        interval,
+        "--poll.timeout",
+        "500ms",
+        "--poll.max-backoff",
+        interval,
+    ])
+}
+
 #[test]
 fn a_scrape_near_the_turn_is_followed_by_the_poll() {
     let redis = RedisServer::start(&[]);
     let a = redis.addr();
     // A long interval, so the window in which only a following daemon
     // polls (from 7/8 of the interval to the turn) is 500 ms wide.
-    let d = TestDaemon::start(&[
-        "--redis.addr",
-        &a,
-        "--poll.follow-scrapes",
-        "--poll.interval",
-        "4s",
-        "--poll.timeout",
-        "1s",
-        "--poll.max-backoff",
-        "4s",
-    ]);
+    let d = following(&a, "4s");
     // Nobody scrapes: the group ticks on its own (the first poll is off
     // the grid, the second is the group's first tick).
     let (polls, at) = common::wait_until(WAIT, "a second poll", || {
@@ -93,17 +99,7 @@ fn a_scrape_near_the_turn_is_followed_by_the_poll() {
 fn a_fast_scraper_does_not_raise_the_poll_rate() {
     let redis = RedisServer::start(&[]);
     let a = redis.addr();
-    let d = TestDaemon::start(&[
-        "--redis.addr",
-        &a,
-        "--poll.follow-scrapes",
-        "--poll.interval",
-        "1s",
-        "--poll.timeout",
-        "500ms",
-        "--poll.max-backoff",
-        "1s",
-    ]);
+    let d = following(&a, "1s");
     d.wait_value(WAIT, "redis_up", &[("addr", &a)], |v| v == 1.0);
     let (before, _) = last_poll(&d, &a).expect("polled");
     let start = Instant::now();
