@@ -857,6 +857,15 @@ pub fn parse_info(text: &str) -> BTreeMap<String, String> {
 
 /// Starts a replica of `master` (with `--masterauth`/`--masteruser` from the
 /// master's credentials) and waits until `master_link_status:up`.
+/// `INFO replication` of `server`, parsed; an error if it does not answer.
+fn replication_info(server: &RedisServer) -> Result<BTreeMap<String, String>, String> {
+    Ok(server
+        .try_command(&["INFO", "replication"], RESP_TIMEOUT)?
+        .text()
+        .map(|t| parse_info(&t))
+        .unwrap_or_default())
+}
+
 pub fn start_replica_of(master: &RedisServer, extra_args: &[&str]) -> RedisServer {
     let port = master.port.to_string();
     let mut args: Vec<&str> = vec!["--replicaof", "127.0.0.1", &port];
@@ -873,11 +882,7 @@ pub fn start_replica_of(master: &RedisServer, extra_args: &[&str]) -> RedisServe
         replica.port, master.port
     );
     wait_for(REPLICA_LINK_TIMEOUT, &what, || {
-        let info = replica
-            .try_command(&["INFO", "replication"], RESP_TIMEOUT)?
-            .text()
-            .map(|t| parse_info(&t))
-            .unwrap_or_default();
+        let info = replication_info(&replica)?;
         match info.get("master_link_status").map(String::as_str) {
             Some("up") => Ok(()),
             s => Err(format!("master_link_status is {s:?}")),
@@ -892,11 +897,7 @@ pub fn start_replica_of(master: &RedisServer, extra_args: &[&str]) -> RedisServe
     );
     let want_port = format!("port={}", replica.port);
     wait_for(REPLICA_LINK_TIMEOUT, &what, || {
-        let info = master
-            .try_command(&["INFO", "replication"], RESP_TIMEOUT)?
-            .text()
-            .map(|t| parse_info(&t))
-            .unwrap_or_default();
+        let info = replication_info(master)?;
         let line = info
             .iter()
             .find(|(k, v)| k.starts_with("slave") && v.split(',').any(|f| f == want_port))
