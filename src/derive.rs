@@ -185,21 +185,43 @@ fn hit_ratio(samples: &VecDeque<HitSample>, window: f64) -> Option<f64> {
     Some(hits as f64 / total as f64)
 }
 
-/// Seconds of the master's writes that a replica at `replica_offset`,
-/// observed at `observed_at`, is missing.
+/// How long a healthy replica takes to apply what its master wrote (the
+/// master's next event-loop turn, a network hop, the replica's turn): bytes
+/// a master poll showed less than this before the replica was asked may
+/// still be on their way.
+pub const REPLICATION_DELIVERY_SECS: f64 = 0.1;
+
+/// Seconds of the master's writes that a replica at `replica_offset` is
+/// missing; the replica was asked at `asked_at` and answered at
+/// `observed_at`.
 ///
 /// From the master's offset history (oldest first), find when the master's
-/// offset passed `replica_offset` — interpolating linearly between the two
-/// polls around that moment — and return how long before `observed_at` that
-/// was. Only master samples taken at or before `observed_at` count: a later
-/// master poll says nothing about what the replica had at `observed_at`.
+/// offset passed `replica_offset` and return how long before `observed_at`
+/// that was. Only master samples answered at or before the replica's answer
+/// count: a later master poll says nothing about what the replica had.
 ///
 /// * 0 when the replica has everything the master had at its last poll
 ///   before the observation.
+/// * Between two master polls, the moment is interpolated in proportion to
+///   the bytes: right for steady writes, and it resolves lag shorter than
+///   a poll interval.
+/// * When the replica has exactly what one poll showed, the bytes it lacks
+///   may be a single write (an idle master's PING) whose moment the byte
+///   count cannot place: interpolation would put it at that poll, a whole
+///   interval early. The lower bound is reported instead, the time since
+///   the next poll, which first showed the write — and 0 when that poll
+///   was answered less than [`REPLICATION_DELIVERY_SECS`] before the
+///   replica was asked (polls of one round are concurrent), because the
+///   write may still be on its way.
 /// * When even the oldest sample is past the replica, the result is the
 ///   age of that sample: a lower bound.
 /// * `None` without any master sample at or before the observation.
-pub fn lag_seconds(history: &[OffsetSample], replica_offset: u64, observed_at: f64) -> Option<f64> {
+pub fn lag_seconds(
+    history: &[OffsetSample],
+    replica_offset: u64,
+    asked_at: f64,
+    observed_at: f64,
+) -> Option<f64> {
     let usable = history.iter().take_while(|s| s.at <= observed_at).count();
     let history = &history[..usable];
     let last = history.last()?;
@@ -211,9 +233,16 @@ pub fn lag_seconds(history: &[OffsetSample], replica_offset: u64, observed_at: f
         history[0].at
     } else {
         let (a, b) = (history[passed - 1], history[passed]);
-        // a.offset <= replica_offset < b.offset, so the span is positive.
-        let fraction = (replica_offset - a.offset) as f64 / (b.offset - a.offset) as f64;
-        a.at + fraction * (b.at - a.at)
+        if replica_offset == a.offset {
+            if b.at + REPLICATION_DELIVERY_SECS > asked_at {
+                return Some(0.0);
+            }
+            b.at
+        } else {
+            // a.offset < replica_offset < b.offset, so the span is positive.
+            let fraction = (replica_offset - a.offset) as f64 / (b.offset - a.offset) as f64;
+            a.at + fraction * (b.at - a.at)
+        }
     };
     Some((observed_at - passed_at).max(0.0))
 }
@@ -346,33 +375,63 @@ mod tests {
         OffsetSample { at, offset }
     }
 
+    /// [`lag_seconds`] for a replica asked and answered at the same time.
+    fn lag_at(h: &[OffsetSample], offset: u64, at: f64) -> Option<f64> {
+        lag_seconds(h, offset, at, at)
+    }
+
     #[test]
     fn lag_caught_up_is_zero() {
         let h = [s(0.0, 100), s(5.0, 200), s(10.0, 300)];
-        assert_eq!(lag_seconds(&h, 300, 12.0), Some(0.0));
+        assert_eq!(lag_at(&h, 300, 12.0), Some(0.0));
         // Replica observed after the master's last poll, with newer bytes.
-        assert_eq!(lag_seconds(&h, 350, 12.0), Some(0.0));
+        assert_eq!(lag_at(&h, 350, 12.0), Some(0.0));
         // A master poll after the observation does not count against it
         // (idle master's ping landed between the two polls).
         let h = [s(0.0, 100), s(5.0, 100), s(10.0, 114)];
-        assert_eq!(lag_seconds(&h, 100, 7.0), Some(0.0));
+        assert_eq!(lag_at(&h, 100, 7.0), Some(0.0));
+    }
+
+    #[test]
+    fn one_write_is_placed_at_the_poll_that_showed_it() {
+        // An idle master PINGs just before its poll answers at 10.000 s; the
+        // replica, asked at 10.001 s in the same round, has not read the PING
+        // yet. Interpolating the one step since 9.0 s would make that a lag
+        // of a whole second.
+        let h = [s(8.0, 100), s(9.0, 100), s(10.0, 114)];
+        assert_eq!(lag_seconds(&h, 100, 10.001, 10.002), Some(0.0));
+        // The allowance counts from when the replica was asked, not from its
+        // (slow) answer.
+        assert_eq!(lag_seconds(&h, 100, 10.05, 10.5), Some(0.0));
+        // Asked after the allowance and still without the write: behind by
+        // at least the time since the poll that showed it.
+        let asked = 10.0 + REPLICATION_DELIVERY_SECS;
+        assert_eq!(lag_seconds(&h, 100, asked, 10.5), Some(0.5));
+        // A replica stuck after one write: the lower bound grows with time.
+        let h = [s(0.0, 100), s(5.0, 100), s(10.0, 114), s(15.0, 114)];
+        assert_eq!(lag_at(&h, 100, 17.0), Some(7.0));
+        assert_eq!(lag_at(&h, 100, 22.0), Some(12.0));
+        // Steady writes still interpolate inside one interval: 300 B behind
+        // at 100 B/s, seen by the poll of the same round.
+        let h = [s(0.0, 0), s(10.0, 1000)];
+        assert_eq!(lag_seconds(&h, 700, 9.999, 10.0), Some(3.0));
     }
 
     #[test]
     fn lag_interpolates_and_grows_while_stalled() {
         // Master writes 100 B/s; replica stuck at 250 (master passed it at 2.5 s).
         let h: Vec<_> = (0..=6).map(|i| s(i as f64 * 5.0, i * 500)).collect();
-        assert_eq!(lag_seconds(&h, 250, 10.0), Some(7.5));
-        assert_eq!(lag_seconds(&h, 250, 30.0), Some(27.5));
+        assert_eq!(lag_at(&h, 250, 10.0), Some(7.5));
+        assert_eq!(lag_at(&h, 250, 30.0), Some(27.5));
         // Older than all history: a lower bound, the age of the oldest sample.
         let h = [s(100.0, 1000), s(105.0, 2000)];
-        assert_eq!(lag_seconds(&h, 10, 105.0), Some(5.0));
+        assert_eq!(lag_at(&h, 10, 105.0), Some(5.0));
         // Missing polls (a gap) still interpolate across the gap.
         let h = [s(0.0, 0), s(20.0, 2000)];
-        assert_eq!(lag_seconds(&h, 1000, 20.0), Some(10.0));
-        assert_eq!(lag_seconds(&[], 0, 1.0), None);
+        assert_eq!(lag_at(&h, 1000, 20.0), Some(10.0));
+        assert_eq!(lag_at(&[], 0, 1.0), None);
         assert_eq!(
-            lag_seconds(&[s(5.0, 1)], 0, 1.0),
+            lag_at(&[s(5.0, 1)], 0, 1.0),
             None,
             "no sample before observation"
         );

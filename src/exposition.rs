@@ -1185,14 +1185,18 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
                     } else {
                         robs.info
                             .u64("slave_repl_offset")
-                            .map(|o| (o, ctx.clock.secs(robs.at)))
+                            .map(|o| (o, ctx.clock.secs(robs.asked_at), ctx.clock.secs(robs.at)))
                     }
                 }
-                None if line.state == "online" => Some((line.offset, ctx.clock.secs(mobs.at))),
+                None if line.state == "online" => Some((
+                    line.offset,
+                    ctx.clock.secs(mobs.asked_at),
+                    ctx.clock.secs(mobs.at),
+                )),
                 None => None,
             };
-            if let Some((offset, at)) = reading {
-                if let Some(lag) = derive::lag_seconds(&m.offsets.1, offset, at) {
+            if let Some((offset, asked, at)) = reading {
+                if let Some(lag) = derive::lag_seconds(&m.offsets.1, offset, asked, at) {
                     out.push(F::ReplLagSeconds, &labels, lag);
                 }
             }

@@ -359,6 +359,7 @@ async fn poll_commands(
         // answer the default sections, without the detail ones.
         info_cmd.push(b"all");
     }
+    let asked_at = Instant::now();
     let text = c.query_text(&info_cmd).await?;
     let at = Instant::now();
     let info = info::parse_info(&text);
@@ -470,6 +471,7 @@ async fn poll_commands(
 
     Ok(Observation {
         at,
+        asked_at,
         info,
         maxclients,
         cluster_info,

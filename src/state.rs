@@ -33,6 +33,10 @@ pub const KEPT_AFTER_POLL: &[&str] = &[
 pub struct Observation {
     /// When the INFO reply arrived, on the exporter's monotonic clock.
     pub at: Instant,
+    /// When INFO was sent: the node's state was read between this and
+    /// `at`. Replication lag compares a replica only with master polls
+    /// answered before it was asked (see `derive::lag_seconds`).
+    pub asked_at: Instant,
     /// The whole reply while the poll renders; then only
     /// [`KEPT_AFTER_POLL`].
     pub info: Info,
@@ -52,8 +56,10 @@ impl Observation {
     /// An observation of INFO alone, taken now, its client limit from INFO
     /// itself: what fixture tests and benchmarks render.
     pub fn from_info(info: Info) -> Observation {
+        let now = Instant::now();
         Observation {
-            at: Instant::now(),
+            at: now,
+            asked_at: now,
             maxclients: info.u64("maxclients"),
             info,
             cluster_info: None,

@@ -215,8 +215,10 @@ fn observation(
     maxclients: Option<u64>,
     cluster_info: Option<ClusterInfo>,
 ) -> Observation {
+    let now = Instant::now();
     Observation {
-        at: Instant::now(),
+        at: now,
+        asked_at: now,
         info,
         maxclients,
         cluster_info,
