@@ -1,7 +1,8 @@
 //! Derived signals against real servers with known ground truth: hit ratio
 //! (window, RESETSTAT, restart, idle), client saturation, memory pressure
 //! and evictions/OOM, replication lag in bytes and seconds (a SIGSTOPped
-//! replica, an idle master, a broken link).
+//! replica, an idle master seen by a polled replica and through the
+//! master's view of one it does not poll, a broken link).
 
 mod common;
 mod daemon_harness;
@@ -320,6 +321,47 @@ fn replication_lag_follows_a_stalled_replica() {
         "took {:?}",
         resumed.elapsed()
     );
+}
+
+/// A replica the exporter does not poll is read through its master's view
+/// of it: the offset it last acknowledged (once a second). On an idle master
+/// that offset trails each PING by up to a second, so the master's poll
+/// often shows a PING the replica has not acknowledged yet. That PING is one
+/// write between two master polls: the lag is the time since the poll that
+/// first showed it (the same one, so 0), not the whole interval that
+/// interpolating the step would give.
+#[test]
+fn idle_master_view_of_an_unpolled_replica_reads_zero() {
+    // One PING per poll interval at most, and polls further apart than the
+    // replica's ACK period, so each poll's view of the replica has every
+    // PING older than the previous poll.
+    let master = RedisServer::start(&["--repl-ping-replica-period", "2"]);
+    let replica = common::start_replica_of(&master, &[]);
+    let (ma, ra) = (master.addr(), replica.addr());
+    let d = TestDaemon::start(&[
+        "--redis.addr",
+        &ma,
+        "--poll.interval",
+        "1500ms",
+        "--poll.timeout",
+        "1s",
+        "--poll.max-backoff",
+        "3s",
+    ]);
+    let l = [("addr", ra.as_str()), ("master_addr", ma.as_str())];
+    d.wait_value(WAIT, "redis_replication_lag_seconds", &l, |_| true);
+    let until = Instant::now() + Duration::from_secs(9);
+    let mut polls_seen = std::collections::BTreeSet::new();
+    while Instant::now() < until {
+        let m = d.metrics();
+        let lag = find_value(&m, "redis_replication_lag_seconds", &l).unwrap();
+        assert_eq!(lag, 0.0, "idle master, caught-up replica, master's view");
+        if let Some(p) = find_value(&m, "redis_vitals_polls_total", &[("addr", &ma)]) {
+            polls_seen.insert(p as u64);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(polls_seen.len() >= 5, "polls seen: {polls_seen:?}");
 }
 
 #[test]
