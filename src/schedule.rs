@@ -31,9 +31,11 @@
 //!   interval never raises the poll rate past 8/7 of the configured one);
 //! * while scrapes come, the fallback tick is [`FOLLOW_LATEST`] of an
 //!   interval after the last one, late enough for a scraper of the same
-//!   interval to come first, and, when the scrapes' phase is elsewhere,
-//!   drifting the ticks toward it by 1/8 of an interval per round until a
-//!   scrape lands in the window (at most 8 rounds);
+//!   interval to come first; when the scrapes' phase is elsewhere, the
+//!   fallback tick is 7/8 or 9/8 of an interval after the last, whichever
+//!   moves the ticks toward the scrapes the shorter way, by 1/8 of an
+//!   interval per round, until a scrape lands in the window (at most 4
+//!   rounds);
 //! * without a scrape for two intervals, the fallback tick is one interval
 //!   after the last: a node nobody scrapes is polled at the configured rate;
 //! * a node's first poll comes off the grid, within
@@ -171,14 +173,33 @@ impl Schedule {
     }
 
     /// A following group's own next tick after one at `now`.
+    ///
+    /// While scrapes come, the next scrape is expected one interval after
+    /// the last. One a fraction `r` of an interval after `now` is followed
+    /// if `r` is at least [`FOLLOW_EARLIEST`]; ticking [`FOLLOW_LATEST`]
+    /// apart leaves it that room, and moves a scrape that comes earlier
+    /// 1/8 of an interval back per round until it wraps into the window
+    /// (about `r` / (1/8) rounds). Ticking `FOLLOW_EARLIEST` apart moves it
+    /// 1/8 forward instead (about (7/8 - `r`) / (1/8) rounds), so the
+    /// shorter way is taken: locking on takes at most 4 rounds, not 8.
     fn follow_next(&self, g: &Group, now: Instant) -> Instant {
         let forget = self.interval * FOLLOW_FORGET_INTERVALS;
-        match g.scraped {
-            Some(s) if now.saturating_duration_since(s) < forget => {
-                now + self.interval.mul_f64(FOLLOW_LATEST)
-            }
-            _ => now + self.interval,
-        }
+        let Some(s) = g
+            .scraped
+            .filter(|s| now.saturating_duration_since(*s) < forget)
+        else {
+            return now + self.interval;
+        };
+        let i = self.interval.as_secs_f64();
+        let since = now.saturating_duration_since(s).as_secs_f64();
+        // The expected scrape's offset after `now`, in intervals: (0, 1].
+        let r = 1.0 - (since / i).fract();
+        let forward = r < FOLLOW_EARLIEST && FOLLOW_EARLIEST - r < r;
+        now + self.interval.mul_f64(if forward {
+            FOLLOW_EARLIEST
+        } else {
+            FOLLOW_LATEST
+        })
     }
 
     /// Joins the first group with room, or opens a new one.
@@ -526,14 +547,43 @@ mod tests {
         let scrapes: Vec<u64> = (0..27).map(|k| 3_500 + k * 1000).collect();
         let ticks = simulate(true, &scrapes, 30_000);
         assert_eq!(&ticks[..3], [(1000, false), (2000, false), (3000, false)]);
-        // Locked within 8 rounds: from then on, every tick is a scrape's.
+        // Locked within 4 rounds: from then on, every tick is a scrape's.
         let first = ticks.iter().position(|t| t.1).expect("locked");
-        assert!(ticks[first].0 <= 3_500 + 8_000, "{ticks:?}");
+        assert!(ticks[first].0 <= 3_500 + 4_000, "{ticks:?}");
         assert!(ticks[first..].iter().all(|t| t.1), "{ticks:?}");
         assert!(ticks[first..].len() >= 20, "{ticks:?}");
         // Never closer than 7/8 or further apart than 9/8 of an interval.
         for g in gaps(&ticks) {
             assert!((875..=1125).contains(&g), "{g} in {ticks:?}");
+        }
+    }
+
+    #[test]
+    fn following_locks_on_within_four_rounds_from_any_phase() {
+        // A scraper of the same interval whose first scrape comes at every
+        // 25 ms of the group's phase (own ticks at whole seconds).
+        for offset in (0..1000).step_by(25) {
+            let first_scrape = 3_000 + offset + 1;
+            let scrapes: Vec<u64> = (0..20).map(|k| first_scrape + k * 1000).collect();
+            let ticks = simulate(true, &scrapes, 25_000);
+            let lock = ticks
+                .iter()
+                .position(|t| t.1)
+                .unwrap_or_else(|| panic!("never locked at {offset}: {ticks:?}"));
+            // The first scrape is seen at the tick after it; four rounds of
+            // drift at most; then the scrape is followed.
+            assert!(
+                ticks[lock].0 <= first_scrape + 5_000,
+                "offset {offset}: locked at {} ms: {ticks:?}",
+                ticks[lock].0
+            );
+            assert!(ticks[lock..]
+                .iter()
+                .take_while(|t| t.0 < 23_000)
+                .all(|t| t.1));
+            for g in gaps(&ticks) {
+                assert!((875..=1125).contains(&g), "{g} in {ticks:?}");
+            }
         }
     }
 
