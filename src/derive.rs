@@ -191,6 +191,11 @@ fn hit_ratio(samples: &VecDeque<HitSample>, window: f64) -> Option<f64> {
 /// still be on their way.
 pub const REPLICATION_DELIVERY_SECS: f64 = 0.1;
 
+/// Replicas acknowledge their offset once a second (replicationCron): the
+/// master's view of a replica's offset is up to this much older than the
+/// master's own answer, so that reading counts as asked this much earlier.
+pub const REPLICA_ACK_SECS: f64 = 1.0;
+
 /// Seconds of the master's writes that a replica at `replica_offset` is
 /// missing; the replica was asked at `asked_at` and answered at
 /// `observed_at`.

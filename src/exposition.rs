@@ -1190,7 +1190,7 @@ fn replication_lag(out: &mut Out, views: &[NodeView], ctx: &RenderContext) {
                 }
                 None if line.state == "online" => Some((
                     line.offset,
-                    ctx.clock.secs(mobs.asked_at),
+                    ctx.clock.secs(mobs.asked_at) - derive::REPLICA_ACK_SECS,
                     ctx.clock.secs(mobs.at),
                 )),
                 None => None,

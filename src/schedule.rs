@@ -92,8 +92,10 @@ pub struct Schedule {
 /// its last tick: polls never come closer than 7/8 of an interval.
 pub const FOLLOW_EARLIEST: f64 = 7.0 / 8.0;
 
-/// While scrapes come, a following group's own tick is this far (of an
-/// interval) after its last: 1/8 of an interval of room for the scrape.
+/// While scrapes come, a following group's own tick is at most this far
+/// (of an interval) after its last: 1/8 of an interval of room for the
+/// scrape. Before it locks on, the tick may come `FOLLOW_EARLIEST` after
+/// the last instead, to meet the scrapes sooner (`follow_next`).
 pub const FOLLOW_LATEST: f64 = 9.0 / 8.0;
 
 /// Scrapes older than this many intervals no longer count as coming.
@@ -176,12 +178,14 @@ impl Schedule {
     ///
     /// While scrapes come, the next scrape is expected one interval after
     /// the last. One a fraction `r` of an interval after `now` is followed
-    /// if `r` is at least [`FOLLOW_EARLIEST`]; ticking [`FOLLOW_LATEST`]
-    /// apart leaves it that room, and moves a scrape that comes earlier
-    /// 1/8 of an interval back per round until it wraps into the window
-    /// (about `r` / (1/8) rounds). Ticking `FOLLOW_EARLIEST` apart moves it
-    /// 1/8 forward instead (about (7/8 - `r`) / (1/8) rounds), so the
-    /// shorter way is taken: locking on takes at most 4 rounds, not 8.
+    /// if `r` is at least [`FOLLOW_EARLIEST`]. Ticking [`FOLLOW_LATEST`]
+    /// apart moves a scrape that comes earlier 1/8 of an interval back per
+    /// round until it wraps into the window (once `r` < 1/8: about
+    /// (`r` - 1/8) / (1/8) rounds); ticking `FOLLOW_EARLIEST` apart moves
+    /// it 1/8 forward (about (7/8 - `r`) / (1/8) rounds). The two are even
+    /// at `r` = 1/2; from there on forward is taken. Locking on takes at
+    /// most 4 rounds after the first tick that saw a scrape (5 intervals
+    /// from the first scrape), not 8.
     fn follow_next(&self, g: &Group, now: Instant) -> Instant {
         let forget = self.interval * FOLLOW_FORGET_INTERVALS;
         let Some(s) = g
@@ -194,7 +198,7 @@ impl Schedule {
         let since = now.saturating_duration_since(s).as_secs_f64();
         // The expected scrape's offset after `now`, in intervals: (0, 1].
         let r = 1.0 - (since / i).fract();
-        let forward = r < FOLLOW_EARLIEST && FOLLOW_EARLIEST - r < r;
+        let forward = (0.5..FOLLOW_EARLIEST).contains(&r);
         now + self.interval.mul_f64(if forward {
             FOLLOW_EARLIEST
         } else {

@@ -34,8 +34,9 @@ pub struct Observation {
     /// When the INFO reply arrived, on the exporter's monotonic clock.
     pub at: Instant,
     /// When INFO was sent: the node's state was read between this and
-    /// `at`. Replication lag compares a replica only with master polls
-    /// answered before it was asked (see `derive::lag_seconds`).
+    /// `at`. Replication lag does not count a single write that a master
+    /// poll showed shortly before a replica was asked (it may be in flight;
+    /// see `derive::lag_seconds`).
     pub asked_at: Instant,
     /// The whole reply while the poll renders; then only
     /// [`KEPT_AFTER_POLL`].

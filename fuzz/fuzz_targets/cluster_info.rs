@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let obs = Observation {
                 at: Instant::now(),
+                asked_at: Instant::now(),
                 info: Info::default(),
                 maxclients: None,
                 cluster_info: Some(ci),

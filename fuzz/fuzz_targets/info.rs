@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let obs = Observation {
         at: Instant::now(),
+        asked_at: Instant::now(),
         info,
         maxclients,
         cluster_info: None,
