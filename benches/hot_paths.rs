@@ -89,6 +89,7 @@ fn render_fleet(c: &mut Criterion) {
             topology: Arc::new(Vec::new()),
             process: None,
             tasks: None,
+            web_reload: None,
         };
         // What a scrape does: snapshot, then render chunk by chunk, each
         // dropped once written (as hyper does).

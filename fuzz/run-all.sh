@@ -34,7 +34,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 sanitizer="${FUZZ_SANITIZER:-none}"
-read -r -a targets <<<"${FUZZ_TARGETS:-info cluster_nodes cluster_info cluster_shards config target_url resp http_head}"
+read -r -a targets <<<"${FUZZ_TARGETS:-info cluster_nodes cluster_info cluster_shards config target_url resp}"
 # -a: debug assertions, so integer overflow panics instead of wrapping.
 build_flags=(-O -a --sanitizer "$sanitizer")
 

@@ -148,6 +148,9 @@ pub struct Flags {
     /// Prometheus exporter-toolkit web config (TLS, basic auth); re-read on change and on SIGHUP.
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
+    /// Gzip responses for clients that accept it (Prometheus does); false turns it off.
+    #[arg(long = "web.compression", num_args = 0..=1, default_missing_value = "true")]
+    pub web_compression: Option<bool>,
     /// trace, debug, info, warn or error.
     #[arg(long = "log.level", env = "REDIS_VITALS_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -229,6 +232,7 @@ struct FileWeb {
     listen_address: Option<String>,
     telemetry_path: Option<String>,
     config_file: Option<PathBuf>,
+    compression: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +293,8 @@ pub struct Config {
     pub telemetry_path: String,
     /// `--web.config.file` and what it held at startup.
     pub web_config: Option<(PathBuf, Arc<crate::webconfig::WebConfig>)>,
+    /// Gzip pages for clients that send `Accept-Encoding: gzip`.
+    pub web_compression: bool,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -516,6 +522,10 @@ impl Config {
                 "collides with a built-in endpoint",
             ));
         }
+        let web_compression = flags
+            .web_compression
+            .or(file.web.compression)
+            .unwrap_or(true);
         let web_config = match flags.web_config_file.or(file.web.config_file) {
             Some(path) => {
                 let loaded = crate::webconfig::WebConfig::load(&path)
@@ -668,6 +678,7 @@ impl Config {
             listen_address,
             telemetry_path,
             web_config,
+            web_compression,
             log_level,
             log_format,
         })
@@ -930,6 +941,16 @@ mod tests {
         }
         assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
         assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
+    }
+
+    #[test]
+    fn compression_is_on_unless_turned_off() {
+        assert!(cfg(&[]).unwrap().web_compression);
+        assert!(!cfg(&["--web.compression=false"]).unwrap().web_compression);
+        let file = parse_file("[web]\ncompression = false\n").unwrap();
+        assert_eq!(file.web.compression, Some(false));
+        let e = parse_file("[web]\ncompression = \"no\"\n").unwrap_err();
+        assert_eq!(e.key, "web.compression", "{e}");
     }
 
     #[test]

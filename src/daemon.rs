@@ -178,16 +178,32 @@ impl Shared {
     /// A snapshot of the nodes as a page to stream: every node's series,
     /// or only `only_addr`'s (`/scrape`).
     pub fn page(&self, only_addr: Option<String>) -> exposition::Page {
+        self.page_and_topology(only_addr).0
+    }
+
+    /// [`page`](Self::page) and the topology it was rendered with (which
+    /// tells, with the page's sources, whether two pages show the same
+    /// snapshot).
+    pub fn page_and_topology(
+        &self,
+        only_addr: Option<String>,
+    ) -> (exposition::Page, Arc<Vec<crate::topology::TopoNode>>) {
+        let topology = self.topology();
         let ctx = RenderContext {
             clock: self.clock,
             hit_window: self.config.hit_ratio_window.as_secs_f64(),
             poll_interval: self.config.poll.interval.as_secs_f64(),
-            topology: self.topology(),
+            topology: topology.clone(),
             process: only_addr.is_none().then(|| self.process.sample()),
             tasks: Some(self.alive_tasks()),
+            web_reload: self
+                .web
+                .as_ref()
+                .filter(|_| only_addr.is_none())
+                .map(|w| w.reload_status()),
             only_addr,
         };
-        exposition::Page::new(&self.nodes(), &ctx)
+        (exposition::Page::new(&self.nodes(), &ctx), topology)
     }
 
     /// Nodes per poll group (see schedule.rs).
@@ -241,7 +257,7 @@ impl Shared {
     }
 
     pub fn landing_page(&self) -> String {
-        use crate::http::html_escape;
+        use crate::web::html_escape;
         let mut rows = String::new();
         for n in self.nodes() {
             let st = n.status();
@@ -357,7 +373,7 @@ fn start_http(
                         rt.block_on(async move {
                             shared.add_runtime(tokio::runtime::Handle::current());
                             match TcpListener::from_std(l) {
-                                Ok(l) => crate::http::serve(l, shared, stop).await,
+                                Ok(l) => crate::web::serve(l, shared, stop).await,
                                 Err(e) => tracing::error!(error = %e, "cannot serve HTTP"),
                             }
                         });
@@ -392,7 +408,7 @@ fn serve_here(
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        crate::http::serve(listener, shared, stop).await;
+        crate::web::serve(listener, shared, stop).await;
         let _ = tx.send(());
     });
     rx

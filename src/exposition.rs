@@ -133,6 +133,8 @@ families! {
     ConnectionsOpened = "redis_vitals_connections_opened_total", Counter, "Connections the exporter opened to the node.";
     PollInterval = "redis_vitals_poll_interval_seconds", Gauge, "The configured poll interval.";
     Tasks = "redis_vitals_tasks", Gauge, "Tasks alive in the exporter's runtimes (pollers, discovery, HTTP connections): flat in steady state.";
+    WebConfigReloadOk = "redis_vitals_web_config_last_reload_successful", Gauge, "1 when the last reload of --web.config.file was applied; 0 when it was refused (invalid, or lowering the protection in force) and the previous config stays.";
+    WebConfigReloadTime = "redis_vitals_web_config_last_reload_success_timestamp_seconds", Gauge, "When --web.config.file was last loaded and applied (start included), in Unix seconds.";
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
 }
 
@@ -439,6 +441,9 @@ pub struct RenderContext {
     /// The exporter's own process series (full output only).
     pub process: Option<crate::process::Sample>,
     pub tasks: Option<usize>,
+    /// `--web.config.file` reloads: whether the last was applied, and when
+    /// one last was (Unix seconds). Full output only, with a web config.
+    pub web_reload: Option<(bool, f64)>,
 }
 
 /// A consistent copy of one node's state, taken under its lock: shared
@@ -591,19 +596,15 @@ fn write_age_line(buf: &mut String, v: &NodeView) {
     }
 }
 
-/// Bytes per chunk of a streamed page. Just below glibc's 128 KiB mmap
-/// threshold, so chunk buffers are reused from the heap instead of being
-/// mapped and faulted in afresh by every scrape; and a scrape holds one
-/// chunk at a time instead of the whole page (1.3 MB at 100 nodes). Each
-/// chunk goes out in its own `write` (http.rs), so the chunk is also the
-/// write size: 32 KiB chunks cost 38 writes, and as many wake-ups of the
-/// scraper, for a page of 100 nodes.
+/// Bytes per chunk when a page is rendered piecewise ([`Page::next_chunk`]).
+/// HTTP renders a page whole, once, and shares it between connections
+/// (`web/pages.rs`); chunks remain for callers that stream.
 pub const CHUNK_SIZE: usize = 120 * 1024;
 
 /// A page being rendered: a snapshot of the nodes (shared, not copied), the
 /// list of its pieces in page order, and the position reached. Each
-/// [`Page::next_chunk`] copies about [`CHUNK_SIZE`] bytes more; the HTTP
-/// body calls it as the client reads.
+/// [`Page::next_chunk`] copies about [`CHUNK_SIZE`] bytes more; HTTP takes
+/// them all at once into the page it shares (`web/pages.rs`).
 ///
 /// The page writes, for each family in catalogue order, its header, then
 /// its lines: per node (in address order) the node's [`StateText`], age
@@ -676,6 +677,10 @@ impl Page {
         if ctx.only_addr.is_none() {
             if let Some(t) = ctx.tasks {
                 out.push(F::Tasks, &[], t as f64);
+            }
+            if let Some((ok, at)) = ctx.web_reload {
+                out.push(F::WebConfigReloadOk, &[], if ok { 1.0 } else { 0.0 });
+                out.push(F::WebConfigReloadTime, &[], at);
             }
             if let Some(sample) = &ctx.process {
                 process = crate::process::render(sample);
@@ -794,6 +799,22 @@ impl Page {
             len,
             emitted: 0,
         }
+    }
+
+    /// Whether `other` was cut from the very node texts this page was (the
+    /// same polls of the same nodes): the two show the same snapshot, but
+    /// for the topology and the lines made at render time.
+    pub fn same_sources(&self, other: &Page) -> bool {
+        self.sources.len() == other.sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(&other.sources)
+                .all(|(a, b)| match (a, b) {
+                    (Source::Text(a), Source::Text(b)) => Arc::ptr_eq(a, b),
+                    (Source::State(a), Source::State(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                })
     }
 
     /// Bytes in the whole page.
@@ -1594,6 +1615,7 @@ mod tests {
                 ..Default::default()
             }),
             tasks: Some(12),
+            web_reload: None,
         }
     }
 

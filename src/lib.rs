@@ -11,7 +11,6 @@ pub mod daemon;
 pub mod derive;
 pub mod error;
 pub mod exposition;
-pub mod http;
 pub mod info;
 pub mod logging;
 pub mod poller;
@@ -22,4 +21,8 @@ pub mod state;
 pub mod target;
 pub mod tls;
 pub mod topology;
-pub mod webconfig;
+pub mod web;
+
+/// The web config (`--web.config.file`), kept at its old path for users of
+/// the library.
+pub use web::config as webconfig;

@@ -951,17 +951,49 @@ async fn watcher_reloads_on_config_changes_too() {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(watcher.clone().run(stop_rx));
     assert!(watcher.current().basic_auth_enabled());
-    pki.fixture("good/tls_only.yml");
+    // Adding TLS to basic auth is picked up.
+    pki.fixture("good/tls_basic_auth.yml");
     let deadline = Instant::now() + Duration::from_secs(5);
     while watcher.current().tls().is_none() {
         assert!(Instant::now() < deadline, "config change not picked up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!watcher.current().basic_auth_enabled());
+    assert!(watcher.current().basic_auth_enabled());
+    assert!(watcher.reload_status().0);
     // An invalid edit keeps the previous config.
     pki.fixture("bad/unknown_key.yml");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_reload_failure(&watcher).await;
     assert!(watcher.current().tls().is_some());
+    // So does a valid one that drops every user (fail closed)...
+    pki.fixture("good/tls_only.yml");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_reload_failure(&watcher).await;
+    assert!(
+        watcher.current().basic_auth_enabled(),
+        "users dropped by a reload"
+    );
+    // ...or TLS, or is empty.
+    for (rel, what) in [
+        ("good/basic_auth.yml", "TLS"),
+        ("good/empty.yml", "everything"),
+    ] {
+        pki.fixture("good/tls_basic_auth.yml");
+        watcher.reload().unwrap();
+        pki.fixture(rel);
+        let err = watcher.reload().unwrap_err();
+        assert!(err.to_string().contains("only a restart"), "{what}: {err}");
+        assert!(watcher.current().tls().is_some() && watcher.current().basic_auth_enabled());
+        assert!(!watcher.reload_status().0, "{what}");
+    }
+}
+
+/// Waits until the watcher reports its last reload as refused.
+async fn wait_for_reload_failure(watcher: &WebConfigWatcher) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while watcher.reload_status().0 {
+        assert!(Instant::now() < deadline, "the reload was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

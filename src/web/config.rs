@@ -3,45 +3,12 @@
 //! format (`docs/web-configuration.md` of prometheus/exporter-toolkit), so
 //! operators can reuse the file they already give node_exporter & co.
 //!
-//! # Integration (for `src/http.rs`, `src/config.rs`, `src/daemon.rs`)
-//!
-//! 1. Config: add `--web.config.file <PATH>` (optional). At start-up call
-//!    [`WebConfig::load`]; an error is a configuration error (exit 2), printed
-//!    as `web.config.file: {err}`. The message names the offending key and
-//!    never contains a password, a hash or key material. Log every entry of
-//!    [`WebConfig::warnings`] with `tracing::warn!` once (load already does,
-//!    at warn level, so this is only needed if logging is not yet set up).
-//!    Without the flag use `WebConfig::default()` (plain HTTP, no auth).
-//! 2. Build `Arc::new(WebConfigWatcher::new(path, initial))` and spawn
-//!    `watcher.clone().run(stop_rx.clone())` on the runtime (only when the
-//!    flag is given). It re-reads the file and every file it references when
-//!    any of them changes ([`POLL_INTERVAL`]) or on SIGHUP. Note that this
-//!    installs a SIGHUP handler: SIGHUP no longer terminates the process.
-//! 3. In the accept loop, per accepted `TcpStream`, *inside the spawned
-//!    connection task* (a slow handshake must not block `accept`):
-//!    ```ignore
-//!    let web = watcher.current();                  // Arc<WebConfig>
-//!    let stream = match webconfig::accept(&web, tcp).await {
-//!        Ok(s) => s,                               // MaybeTlsStream
-//!        Err(e) => { tracing::debug!(error = %e, "TLS handshake failed"); return; }
-//!    };
-//!    http1::Builder::new()....serve_connection(TokioIo::new(stream), service)
-//!    ```
-//!    Handshake time is bounded by [`HANDSHAKE_TIMEOUT`]; keep holding the
-//!    connection permit across it.
-//! 4. In the service, per request, with `web` moved into the closure:
-//!    - if `!web.allow_request()` answer 429 (exporter-toolkit `rate_limit`);
-//!    - authorize: `web.clone().authorize_async(header)` where `header` is
-//!      `req.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned())`.
-//!      It answers from a cache without blocking, and runs bcrypt (tens to
-//!      hundreds of ms) on the blocking pool otherwise. On `Err` answer 401
-//!      with [`unauthorized_response_headers`] and a short body. (The sync
-//!      [`WebConfig::authorize`] is the same check; do not call it on a
-//!      runtime worker thread.) Health endpoints are protected too, as in
-//!      exporter-toolkit, which guards every path.
-//!    - add every `(name, value)` of [`WebConfig::headers`] to *every*
-//!      response, including 401/404/429 (exporter-toolkit sets them before
-//!      the auth check).
+//! Used by `src/web/mod.rs`: [`accept`] per connection (TLS with the
+//! config current at accept), then per request the config current *then*
+//! ([`WebConfigWatcher::current`]): a reload, a removed user or a changed
+//! password applies to open connections at their next request.
+//! [`WebConfigWatcher`] refuses a reload that would lower the protection
+//! (see its note).
 //!
 //! # Format decisions
 //!
@@ -110,7 +77,9 @@ use rustls_pki_types::pem::PemObject;
 use serde_yaml_ng::{Mapping, Value};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::web::guard::TokenBucket;
 
 /// How often the watcher re-checks the config file and the files it
 /// references. Certificate rotation tools (cert-manager, certbot hooks)
@@ -134,6 +103,14 @@ pub const AUTH_CACHE_CAPACITY: usize = 128;
 /// bcrypt only reads the first 72 bytes of a password: longer ones are
 /// refused rather than silently truncated.
 const MAX_PASSWORD_LEN: usize = 72;
+/// bcrypt checks run at once, on the blocking pool: one, as in
+/// exporter-toolkit, so a flood of bad passwords burns one core at most and
+/// leaves the other to the pollers.
+pub const BCRYPT_CONCURRENCY: usize = 1;
+/// Password checks that may wait for that slot; more are answered 429 at
+/// once instead of queueing without bound (a legitimate scraper's check is
+/// remembered after its first success and never queues again).
+pub const BCRYPT_QUEUE: usize = 8;
 /// The `WWW-Authenticate` realm of 401 responses.
 pub const REALM: &str = "redis-vitals";
 
@@ -195,6 +172,9 @@ pub enum AuthError {
     Malformed(&'static str),
     #[error("invalid user name or password")]
     Denied,
+    /// Too many password checks are queued: answer 429, try later.
+    #[error("too many password checks in progress")]
+    Busy,
 }
 
 /// Headers for a 401 answer: `WWW-Authenticate: Basic realm="redis-vitals"`.
@@ -934,6 +914,21 @@ impl WebConfig {
         self.rate_limit.as_ref().is_none_or(RateLimiter::allow)
     }
 
+    /// The `rate_limit` setting: (interval, burst).
+    pub fn rate_limit(&self) -> Option<(Duration, u32)> {
+        self.rate_limit.as_ref().map(|r| (r.interval, r.burst))
+    }
+
+    /// The answer to an `Authorization` header when it needs no bcrypt: no
+    /// users configured, a missing or malformed header, or credentials
+    /// verified recently. `None`: a password check is needed.
+    pub fn authorize_cached(&self, authorization: Option<&str>) -> Option<Result<(), AuthError>> {
+        match self.authorize_fast(authorization) {
+            Fast::Done(r) => Some(r),
+            Fast::Verify(_) => None,
+        }
+    }
+
     /// Checks an `Authorization` header value against `basic_auth_users`.
     /// No users configured: `Ok`. Unknown user and wrong password both give
     /// `Err(AuthError::Denied)` after a bcrypt verification of equal cost.
@@ -947,17 +942,31 @@ impl WebConfig {
     }
 
     /// [`authorize`](Self::authorize) for async code: answers from the cache
-    /// on the calling task, and runs bcrypt on the blocking pool otherwise.
+    /// on the calling task, and runs bcrypt on the blocking pool otherwise,
+    /// [`BCRYPT_CONCURRENCY`] at a time with at most [`BCRYPT_QUEUE`]
+    /// waiting (`Err(Busy)` beyond).
     pub async fn authorize_async(
         self: Arc<Self>,
         authorization: Option<String>,
     ) -> Result<(), AuthError> {
-        match self.authorize_fast(authorization.as_deref()) {
-            Fast::Done(r) => r,
-            Fast::Verify(creds) => tokio::task::spawn_blocking(move || self.auth.verify(creds))
+        let creds = match self.authorize_fast(authorization.as_deref()) {
+            Fast::Done(r) => return r,
+            Fast::Verify(creds) => creds,
+        };
+        static GATE: Semaphore = Semaphore::const_new(BCRYPT_CONCURRENCY);
+        static WAITING: AtomicU64 = AtomicU64::new(0);
+        if WAITING.fetch_add(1, Ordering::AcqRel) >= (BCRYPT_CONCURRENCY + BCRYPT_QUEUE) as u64 {
+            WAITING.fetch_sub(1, Ordering::AcqRel);
+            return Err(AuthError::Busy);
+        }
+        let result = match GATE.acquire().await {
+            Ok(_permit) => tokio::task::spawn_blocking(move || self.auth.verify(creds))
                 .await
                 .unwrap_or(Err(AuthError::Denied)),
-        }
+            Err(_) => Err(AuthError::Busy),
+        };
+        WAITING.fetch_sub(1, Ordering::AcqRel);
+        result
     }
 
     fn authorize_fast(&self, authorization: Option<&str>) -> Fast {
@@ -1134,12 +1143,12 @@ fn sha256_provider() -> &'static dyn rustls::crypto::hash::Hash {
 
 // -- rate limit ----------------------------------------------------------------
 
-/// Go's `rate.NewLimiter(rate.Every(interval), burst)`: starts full, one
-/// token per interval, at most `burst` tokens.
+/// exporter-toolkit's `rate_limit`: one bucket (see `web::guard` for who
+/// draws on it).
 struct RateLimiter {
     interval: Duration,
     burst: u32,
-    state: Mutex<(f64, Instant)>,
+    state: Mutex<TokenBucket>,
 }
 
 impl RateLimiter {
@@ -1147,22 +1156,13 @@ impl RateLimiter {
         RateLimiter {
             interval,
             burst,
-            state: Mutex::new((f64::from(burst), Instant::now())),
+            state: Mutex::new(TokenBucket::full(burst, Instant::now())),
         }
     }
 
     fn allow(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() / self.interval.as_secs_f64();
-        state.0 = (state.0 + refill).min(f64::from(self.burst));
-        state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        state.take(self.interval, self.burst, Instant::now())
     }
 }
 
@@ -1706,13 +1706,13 @@ fn subject_alt_names(cert: &[u8]) -> Option<Vec<String>> {
 // ---------------------------------------------------------------------------
 // Accepting connections
 
-/// An accepted connection, plain or TLS.
-pub enum MaybeTlsStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+/// An accepted connection, plain or TLS, over the transport `S`.
+pub enum MaybeTlsStream<S> {
+    Plain(S),
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
 }
 
-impl MaybeTlsStream {
+impl<S> MaybeTlsStream<S> {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTlsStream::Tls(_))
     }
@@ -1725,7 +1725,8 @@ impl MaybeTlsStream {
         }
     }
 
-    pub fn tcp(&self) -> &TcpStream {
+    /// The transport under TLS.
+    pub fn transport(&self) -> &S {
         match self {
             MaybeTlsStream::Plain(s) => s,
             MaybeTlsStream::Tls(s) => s.get_ref().0,
@@ -1733,16 +1734,15 @@ impl MaybeTlsStream {
     }
 }
 
-impl fmt::Debug for MaybeTlsStream {
+impl<S> fmt::Debug for MaybeTlsStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MaybeTlsStream")
             .field("tls", &self.is_tls())
-            .field("peer", &self.tcp().peer_addr().ok())
             .finish()
     }
 }
 
-impl AsyncRead for MaybeTlsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTlsStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -1755,7 +1755,7 @@ impl AsyncRead for MaybeTlsStream {
     }
 }
 
-impl AsyncWrite for MaybeTlsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -1800,10 +1800,13 @@ impl AsyncWrite for MaybeTlsStream {
     }
 }
 
-/// Serves one accepted TCP connection's transport: completes the TLS
+/// Serves one accepted connection's transport: completes the TLS
 /// handshake when `config` enables TLS (within [`HANDSHAKE_TIMEOUT`]),
-/// otherwise passes the stream through. Hand the result to http.rs.
-pub async fn accept(config: &WebConfig, stream: TcpStream) -> io::Result<MaybeTlsStream> {
+/// otherwise passes the stream through. Hand the result to hyper.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    config: &WebConfig,
+    stream: S,
+) -> io::Result<MaybeTlsStream<S>> {
     let Some(tls) = config.tls() else {
         return Ok(MaybeTlsStream::Plain(stream));
     };
@@ -1827,6 +1830,13 @@ pub async fn accept(config: &WebConfig, stream: TcpStream) -> io::Result<MaybeTl
 /// SIGHUP, so rotated certificates apply without a restart. A reload that
 /// fails keeps the previous config and logs an error (naming the key, never
 /// secret material), once per change.
+///
+/// A reload fails closed: a file that would remove TLS, or remove every
+/// basic-auth user, is refused like an invalid one (an emptied, truncated
+/// or half-written file is exactly that), so nothing written to the file
+/// while the daemon runs can lower its protection; only a restart can.
+/// [`reload_status`](Self::reload_status) feeds the
+/// `redis_vitals_web_config_last_reload_*` gauges.
 pub struct WebConfigWatcher {
     path: PathBuf,
     poll_interval: Duration,
@@ -1834,6 +1844,17 @@ pub struct WebConfigWatcher {
     /// Fingerprint of the files last loaded or last tried.
     fingerprint: Mutex<u64>,
     generation: AtomicU64,
+    /// Whether the last load (the one at start included) was applied.
+    last_ok: std::sync::atomic::AtomicBool,
+    /// When a load was last applied, in Unix milliseconds.
+    last_success_ms: AtomicU64,
+}
+
+/// Unix time now, in milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl fmt::Debug for WebConfigWatcher {
@@ -1865,7 +1886,18 @@ impl WebConfigWatcher {
             current: RwLock::new(initial),
             fingerprint: Mutex::new(fingerprint),
             generation: AtomicU64::new(0),
+            last_ok: std::sync::atomic::AtomicBool::new(true),
+            last_success_ms: AtomicU64::new(unix_ms()),
         }
+    }
+
+    /// Whether the last reload was applied, and when one last was (Unix
+    /// seconds; the start counts as one).
+    pub fn reload_status(&self) -> (bool, f64) {
+        (
+            self.last_ok.load(Ordering::Acquire),
+            self.last_success_ms.load(Ordering::Acquire) as f64 / 1000.0,
+        )
     }
 
     /// The config to use for the next connection or request.
@@ -1890,7 +1922,34 @@ impl WebConfigWatcher {
 
     fn load_and_swap(&self, fp: u64) -> Result<(), WebConfigError> {
         *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fp;
+        let result = self.load_checked().map(|new| self.swap(new));
+        self.last_ok.store(result.is_ok(), Ordering::Release);
+        if result.is_ok() {
+            self.last_success_ms.store(unix_ms(), Ordering::Release);
+        }
+        result
+    }
+
+    /// Loads the file and refuses it if it lowers the protection in force.
+    fn load_checked(&self) -> Result<WebConfig, WebConfigError> {
         let new = WebConfig::load(&self.path)?;
+        let current = self.current();
+        if current.tls.is_some() && new.tls.is_none() {
+            return Err(WebConfigError::invalid(
+                "tls_server_config",
+                "the new file has no TLS while TLS is in force; only a restart may remove it",
+            ));
+        }
+        if !current.users.is_empty() && new.users.is_empty() {
+            return Err(WebConfigError::invalid(
+                "basic_auth_users",
+                "the new file has no users while basic auth is in force; only a restart may remove it",
+            ));
+        }
+        Ok(new)
+    }
+
+    fn swap(&self, new: WebConfig) {
         let old_files = self.current().watched_files.clone();
         if new.watched_files != old_files {
             // Other files now: fingerprint the new set (a change between the
@@ -1900,7 +1959,6 @@ impl WebConfigWatcher {
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(())
     }
 
     /// One poll (or a forced reload), logging the outcome.
