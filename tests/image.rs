@@ -75,7 +75,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn run(mut cmd: Command, timeout: Duration) -> String {
+fn run(cmd: Command, timeout: Duration) -> String {
     let desc = format!("{cmd:?}");
     let out = run_with_deadline(cmd, timeout).unwrap_or_else(|e| panic!("{e}"));
     assert!(
