@@ -64,11 +64,14 @@ pub const DEFAULT_TARGET: &str = "redis://localhost:6379";
     about = "Prometheus exporter for Redis: polls every node in the background"
 )]
 pub struct Flags {
-    /// TOML configuration file; every flag can also be set there.
+    /// TOML configuration file; every flag can also be set there (default: none).
     #[arg(long = "config.file", env = "REDIS_VITALS_CONFIG")]
     pub config_file: Option<PathBuf>,
-    /// Redis node URL: redis://[user@]host:port[/db] or unix:///path. Repeatable.
-    /// The password goes in REDIS_PASSWORD or --redis.password-file, not here.
+    /// A node or cluster seed, repeatable (default redis://localhost:6379). Forms:
+    /// host:port, redis://[user@]host[:port][/db], rediss://... (TLS),
+    /// unix:///path[?db=N]. The password goes in --redis.password-file or
+    /// REDIS_PASSWORD (a password inside the URL is accepted but ends up in
+    /// process lists and shell history).
     #[arg(
         long = "redis.addr",
         env = "REDIS_ADDR",
@@ -76,16 +79,16 @@ pub struct Flags {
         hide_env_values = true
     )]
     pub redis_addr: Vec<String>,
-    /// ACL user name for every target that sets none of its own.
+    /// ACL user name for every target that sets none of its own (default: none, the default user).
     #[arg(long = "redis.user", env = "REDIS_USER")]
     pub redis_user: Option<String>,
-    /// File whose first line is the password (REDIS_PASSWORD also works).
+    /// File whose first line is the password (REDIS_PASSWORD also works; default: none).
     #[arg(long = "redis.password-file", env = "REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
-    /// Name of the CONFIG command (renamed on some servers); "" never sends it.
+    /// Name of the CONFIG command (renamed on some servers); "" never sends it (default CONFIG).
     #[arg(long = "redis.config-command")]
     pub redis_config_command: Option<String>,
-    /// Client limit to use when the server does not report one.
+    /// Client limit to use when the server does not report one (default: none).
     #[arg(long = "redis.maxclients")]
     pub redis_maxclients: Option<u64>,
     /// CA certificates (PEM) for rediss:// targets; default: the system's store.
@@ -100,10 +103,11 @@ pub struct Flags {
     /// Name the server certificate must carry, when not the target's host.
     #[arg(long = "redis.tls-server-name")]
     pub redis_tls_server_name: Option<String>,
-    /// Skip server certificate verification (logs a warning; for tests only).
+    /// Skip server certificate verification (logs a warning; for tests only; default false).
     #[arg(long = "redis.tls-insecure-skip-verify")]
     pub redis_tls_insecure_skip_verify: bool,
-    /// Name for the `cluster` label of the command-line targets.
+    /// Name for the `cluster` label of the command-line targets (default: empty,
+    /// or the name discovery gives a Redis Cluster).
     #[arg(long = "redis.cluster")]
     pub redis_cluster: Option<String>,
     /// Time between polls of each node (default 5s; humantime: 500ms, 1m).
@@ -112,7 +116,7 @@ pub struct Flags {
     /// Deadline for one poll, connecting included (default 2s).
     #[arg(long = "poll.timeout", value_parser = parse_duration_arg)]
     pub poll_timeout: Option<Duration>,
-    /// Most polls in flight at once.
+    /// Most polls in flight at once (default 64).
     #[arg(long = "poll.concurrency")]
     pub poll_concurrency: Option<usize>,
     /// Most nodes polled at the same instant (default 32; 1 = every node its own phase).
@@ -139,22 +143,23 @@ pub struct Flags {
     /// Longest time between CLUSTER NODES reads per cluster node when no topology signal forces one (default 15s).
     #[arg(long = "cluster.refresh-interval", value_parser = parse_duration_arg)]
     pub cluster_refresh_interval: Option<Duration>,
-    /// host:port to serve on; ":9121" means every interface.
+    /// host:port to serve on; ":9121" means every IPv4 interface (default :9121).
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
     /// Path of the metrics page (default /metrics).
     #[arg(long = "web.telemetry-path")]
     pub web_telemetry_path: Option<String>,
-    /// Prometheus exporter-toolkit web config (TLS, basic auth); re-read on change and on SIGHUP.
+    /// Prometheus exporter-toolkit web config (TLS, basic auth); re-read on change and on SIGHUP
+    /// (default: none, plain HTTP without auth).
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
-    /// Gzip responses for clients that accept it (Prometheus does); false turns it off.
+    /// Gzip responses for clients that accept it (Prometheus does); false turns it off (default true).
     #[arg(long = "web.compression", num_args = 0..=1, default_missing_value = "true")]
     pub web_compression: Option<bool>,
-    /// trace, debug, info, warn or error.
+    /// trace, debug, info, warn or error (default info; RUST_LOG overrides).
     #[arg(long = "log.level", env = "REDIS_VITALS_LOG_LEVEL")]
     pub log_level: Option<String>,
-    /// text or json.
+    /// text or json, on stderr (default text).
     #[arg(long = "log.format")]
     pub log_format: Option<String>,
 }
