@@ -89,6 +89,8 @@ fn render_fleet(c: &mut Criterion) {
             topology: Arc::new(Vec::new()),
             process: None,
             tasks: None,
+            stale_after: None,
+            discovery_refused: Vec::new(),
         };
         // What a scrape does: snapshot, then render chunk by chunk, each
         // dropped once written (as hyper does).
