@@ -54,12 +54,15 @@ pub struct PollContext {
     pub schedule: Arc<crate::schedule::Schedule>,
 }
 
-/// Connection attempts in flight for nodes that answered within their last
-/// [`WARM_ATTEMPTS`] polls (a restart, a network blip): their own lane, so
-/// they reconnect promptly even while a thousand never-answering addresses
-/// queue in the cold lane. Connects that succeed take one round trip, so a
-/// few slots reconnect hundreds of nodes per second.
-pub const WARM_CONNECTS: usize = 16;
+/// Connection attempts in flight for nodes not known to be bad: nodes that
+/// answered within their last [`WARM_ATTEMPTS`] polls (a restart, a network
+/// blip) and nodes that never tried to connect yet (a new seed or
+/// discovered node). Their own lane, so they connect promptly even while a
+/// thousand never-answering addresses queue in the cold lane. Connects that
+/// succeed take one round trip, so these slots connect hundreds of nodes per
+/// second; a new node that hangs holds one for [`CONNECT_TIMEOUT`] once,
+/// then moves to the cold lane.
+pub const WARM_CONNECTS: usize = 32;
 /// Connection attempts in flight for every other node without a connection
 /// (never answered, or down for a while). Small on purpose: each attempt to
 /// a hung address holds its slot up to [`CONNECT_TIMEOUT`]; when they queue,
@@ -294,8 +297,10 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
-    // Whether the node ever answered: picks its connect lane.
+    // Whether the node ever answered, and its failed connect attempts since
+    // it last did: they pick its connect lane.
     let mut ever_up = false;
+    let mut connect_failures: u32 = 0;
     // What discovery last heard from this node: (view, role code).
     let mut told: Option<DiscoveryInput> = None;
 
@@ -311,7 +316,13 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         // of the poll, so a queue can delay a poll by the deadline at most.
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + ctx.poll.timeout;
-        let warm = ever_up && failures < WARM_ATTEMPTS;
+        // Waiting for a connect slot past the deadline is no attempt: a
+        // node only goes cold by failing connects itself.
+        let warm = if ever_up {
+            failures < WARM_ATTEMPTS
+        } else {
+            connect_failures == 0
+        };
         let mut phase = Phase::Slot;
         let result = tokio::select! {
             r = tokio::time::timeout_at(
@@ -331,6 +342,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     tracing::info!(addr = %node.target.addr, "node is up again");
                 }
                 failures = 0;
+                connect_failures = 0;
                 ever_up = true;
                 let counters = Counters::from_info(&obs.info);
                 let at = ctx.clock.secs(obs.at);
@@ -381,6 +393,9 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     conn = None;
                 }
                 failures = failures.saturating_add(1);
+                if phase == Phase::Connect {
+                    connect_failures = connect_failures.saturating_add(1);
+                }
                 let (log, suppressed) = if failures == 1 {
                     ctx.down_log.allow()
                 } else {
