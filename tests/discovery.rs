@@ -606,3 +606,27 @@ fn hung_connects_do_not_starve_a_healthy_node() {
     }
     eprintln!("healthy node beside 200 hung: worst data age {worst:.3}s over {scrapes} scrapes");
 }
+
+/// `poll.max-nodes` bounds the daemon as a whole: discovery stops adding at
+/// it and counts the rest as `cap`.
+#[test]
+fn the_daemon_wide_bound_caps_discovery_too() {
+    let _serial = serial();
+    let fake = FakeNode::start();
+    let others: Vec<String> = (0..10)
+        .map(|i| node_line(i, &format!("127.0.9.{}:1", 1 + i)))
+        .collect();
+    fake.set_nodes(&others);
+    let d = TestDaemon::start(&[
+        "--redis.addr",
+        &fake.host_port(),
+        "--redis.cluster",
+        "small",
+        "--poll.max-nodes",
+        "4",
+    ]);
+    wait_until(WAIT, "7 nodes refused for the cap", || {
+        (refused(&d, "small", "cap") == Some(7.0)).then_some(())
+    });
+    assert_eq!(d.shared.nodes().len(), 4);
+}
