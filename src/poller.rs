@@ -34,8 +34,8 @@ pub struct PollContext {
     pub lag_history: f64,
     /// Slots for polls over an open connection (`poll.concurrency`).
     pub permits: Arc<Semaphore>,
-    /// Connect slots of nodes that answered recently
-    /// ([`WARM_CONNECTS`]); see [`ConnectBudgets`].
+    /// Slots for connection attempts, in two lanes apart from `permits`
+    /// (see [`ConnectBudgets`]).
     pub connects: ConnectBudgets,
     /// Rate limit of the "node marked down" warnings.
     pub down_log: Arc<LogLimit>,
