@@ -137,6 +137,19 @@ impl LogLimit {
             (false, suppressed)
         }
     }
+
+    /// Lines suppressed in a window that has ended, to be summed up now
+    /// (every poll asks, so the sum comes even if no further line does).
+    pub fn due(&self) -> u64 {
+        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match w.start {
+            Some(s) if w.suppressed > 0 && s.elapsed() >= LOG_WINDOW => {
+                w.start = None;
+                std::mem::take(&mut w.suppressed)
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// What a poll was doing when its deadline passed.
@@ -257,7 +270,7 @@ fn count_parse_errors(
     *node.status().parse_errors.entry(kind).or_insert(0) += n as u64;
     if !warned.contains(&kind) {
         warned.push(kind);
-        tracing::warn!(addr = %node.target.addr, reason = kind.as_str(), count = n, "part of a cluster reply was malformed and dropped; the rest is kept (logged once per node and reason)");
+        tracing::warn!(addr = %node.target.addr, reason = kind.as_str(), count = n, "dropped part of a cluster reply (malformed, or lines past MAX_VIEW_LINES); the rest is kept (logged once per node and reason)");
     }
 }
 
@@ -428,6 +441,11 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 drop(st);
                 tell_discovery(&ctx, &mut told, (None, crate::topology::role_code(None)));
             }
+        }
+
+        let suppressed = ctx.down_log.due();
+        if suppressed > 0 {
+            tracing::warn!(suppressed, "more nodes were marked down; their warnings were left out (at most {LOG_BURST} per {LOG_WINDOW:?})");
         }
 
         // Fixed rate on the group's grid: the schedule does not drift with
@@ -858,6 +876,12 @@ mod tests {
         }
         assert_eq!(l.allow(), (false, 0));
         assert_eq!(l.allow(), (false, 0));
+        // Not before the window ends.
+        assert_eq!(l.due(), 0);
+        l.state.lock().unwrap().start = Some(Instant::now() - LOG_WINDOW);
+        assert_eq!(l.due(), 2);
+        assert_eq!(l.due(), 0);
+        assert!(l.allow().0);
     }
 
     #[test]
