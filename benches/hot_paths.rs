@@ -90,6 +90,8 @@ fn render_fleet(c: &mut Criterion) {
             process: None,
             tasks: None,
             web_reload: None,
+            stale_after: None,
+            discovery_refused: Vec::new(),
         };
         // What a scrape does: snapshot, then render chunk by chunk, each
         // dropped once written (as hyper does).

@@ -84,6 +84,9 @@ pub struct ClusterInfo {
     pub messages_sent: Vec<(String, u64)>,
     /// cluster_stats_messages_<type>_received, by type; only those present.
     pub messages_received: Vec<(String, u64)>,
+    /// Known fields whose value did not parse (lenient parse only): they
+    /// read 0 here and must not be exported.
+    pub dropped: Vec<&'static str>,
 }
 
 /// Parses a `CLUSTER INFO` reply.
@@ -93,7 +96,22 @@ pub struct ClusterInfo {
 /// defaulted 0 would look like a real reading. Errors if `cluster_state` is
 /// missing: without it the text is not a CLUSTER INFO reply at all.
 pub fn parse_cluster_info(text: &str) -> Result<ClusterInfo, ParseError> {
+    let (info, errors) = parse_cluster_info_lenient(text)?;
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(info),
+    }
+}
+
+/// Parses a `CLUSTER INFO` reply, keeping what is good: a known field whose
+/// value does not parse is left out (named in [`ClusterInfo::dropped`], so
+/// it is not exported as a made-up 0) and returned as an error beside the
+/// result. Only a reply without `cluster_state` is an error as a whole.
+pub fn parse_cluster_info_lenient(
+    text: &str,
+) -> Result<(ClusterInfo, Vec<ParseError>), ParseError> {
     let mut info = ClusterInfo::default();
+    let mut errors = Vec::new();
     let mut saw_state = false;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
@@ -101,31 +119,45 @@ pub fn parse_cluster_info(text: &str) -> Result<ClusterInfo, ParseError> {
         };
         let key = key.trim();
         let value = value.trim();
-        let field = match key {
+        let (name, field) = match key {
             "cluster_state" => {
                 saw_state = true;
                 info.state_ok = value == "ok";
                 continue;
             }
-            "cluster_slots_assigned" => &mut info.slots_assigned,
-            "cluster_slots_ok" => &mut info.slots_ok,
-            "cluster_slots_pfail" => &mut info.slots_pfail,
-            "cluster_slots_fail" => &mut info.slots_fail,
-            "cluster_known_nodes" => &mut info.known_nodes,
-            "cluster_size" => &mut info.size,
-            "cluster_current_epoch" => &mut info.current_epoch,
-            "cluster_my_epoch" => &mut info.my_epoch,
+            "cluster_slots_assigned" => ("cluster_slots_assigned", &mut info.slots_assigned),
+            "cluster_slots_ok" => ("cluster_slots_ok", &mut info.slots_ok),
+            "cluster_slots_pfail" => ("cluster_slots_pfail", &mut info.slots_pfail),
+            "cluster_slots_fail" => ("cluster_slots_fail", &mut info.slots_fail),
+            "cluster_known_nodes" => ("cluster_known_nodes", &mut info.known_nodes),
+            "cluster_size" => ("cluster_size", &mut info.size),
+            "cluster_current_epoch" => ("cluster_current_epoch", &mut info.current_epoch),
+            "cluster_my_epoch" => ("cluster_my_epoch", &mut info.my_epoch),
             _ => {
-                record_message_counter(&mut info, key, value)?;
+                if let Err(e) = record_message_counter(&mut info, key, value) {
+                    errors.push(e);
+                }
                 continue;
             }
         };
-        *field = parse_u64(value).ok_or(ParseError::Malformed("cluster info value"))?;
+        match parse_u64(value) {
+            Some(n) => {
+                *field = n;
+                info.dropped.retain(|d| *d != name);
+            }
+            None => {
+                *field = 0;
+                if !info.dropped.contains(&name) {
+                    info.dropped.push(name);
+                }
+                errors.push(ParseError::Malformed("cluster info value"));
+            }
+        }
     }
     if !saw_state {
         return Err(ParseError::MissingField("cluster_state"));
     }
-    Ok(info)
+    Ok((info, errors))
 }
 
 fn record_message_counter(
@@ -247,21 +279,37 @@ impl NodeLine {
 
 /// CLUSTER NODES (LF lines). Skip blank lines. A malformed line is an error naming its 1-based line number (not its content).
 ///
-/// One bad line fails the whole reply rather than being skipped: a topology
-/// with a node silently missing would report wrong slot coverage.
+/// The strict form, for callers that want the whole reply or nothing
+/// (fixtures, fuzzing); the poller uses [`parse_cluster_nodes_lenient`].
 pub fn parse_cluster_nodes(text: &str) -> Result<Vec<NodeLine>, ParseError> {
+    let (nodes, errors) = parse_cluster_nodes_lenient(text);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(nodes),
+    }
+}
+
+/// CLUSTER NODES, keeping every line that parses: a malformed line is
+/// dropped and reported beside the result (line number and a fixed
+/// reason, never its content). One bad line from a buggy proxy or a newer
+/// server should cost that node's entry, not the whole view and the node's
+/// INFO; the drop is counted so it is not silent.
+pub fn parse_cluster_nodes_lenient(text: &str) -> (Vec<NodeLine>, Vec<ParseError>) {
     let mut nodes = Vec::new();
+    let mut errors = Vec::new();
     for (idx, line) in text.split('\n').enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let node = parse_node_line(line).map_err(|reason| ParseError::NodeLine {
-            line: idx.saturating_add(1),
-            reason,
-        })?;
-        nodes.push(node);
+        match parse_node_line(line) {
+            Ok(node) => nodes.push(node),
+            Err(reason) => errors.push(ParseError::NodeLine {
+                line: idx.saturating_add(1),
+                reason,
+            }),
+        }
     }
-    Ok(nodes)
+    (nodes, errors)
 }
 
 fn parse_node_line(line: &str) -> Result<NodeLine, &'static str> {
@@ -1282,6 +1330,62 @@ mod tests {
         }
         assert_eq!(parse_cluster_nodes("").unwrap(), []);
         assert_eq!(parse_cluster_nodes("\n \n\r\n").unwrap(), []);
+    }
+
+    #[test]
+    fn nodes_lenient_keeps_the_good_lines() {
+        let good =
+            format!("{ID_27101} 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460");
+        let other = "b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-16383";
+        let text =
+            format!("{good}\nsecret-hostname-x\n{other}\na 1.2.3.4:7000@1 master - 0 0 1 up\n");
+        let (nodes, errors) = parse_cluster_nodes_lenient(&text);
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes[0].flags.myself);
+        assert_eq!(nodes[1].id, "b");
+        assert_eq!(
+            errors,
+            [
+                ParseError::NodeLine {
+                    line: 2,
+                    reason: "missing address"
+                },
+                ParseError::NodeLine {
+                    line: 4,
+                    reason: "bad link-state"
+                },
+            ]
+        );
+        // The strict form still refuses the reply, naming the first bad line.
+        assert_eq!(
+            parse_cluster_nodes(&text).unwrap_err(),
+            ParseError::NodeLine {
+                line: 2,
+                reason: "missing address"
+            }
+        );
+    }
+
+    #[test]
+    fn info_lenient_drops_the_bad_field_only() {
+        let text = "cluster_state:ok\r\ncluster_size:three\r\ncluster_known_nodes:6\r\n\
+                    cluster_stats_messages_ping_sent:x\r\ncluster_stats_messages_pong_sent:4\r\n";
+        let (info, errors) = parse_cluster_info_lenient(text).unwrap();
+        assert!(info.state_ok);
+        assert_eq!(info.known_nodes, 6);
+        assert_eq!(info.dropped, ["cluster_size"]);
+        assert_eq!(counters(&info.messages_sent), [("pong", 4)]);
+        assert_eq!(errors.len(), 2);
+        // A later good value of the same key wins back its place.
+        let (info, _) =
+            parse_cluster_info_lenient("cluster_state:ok\ncluster_size:x\ncluster_size:3\n")
+                .unwrap();
+        assert!(info.dropped.is_empty());
+        assert_eq!(info.size, 3);
+        assert_eq!(
+            parse_cluster_info_lenient("cluster_size:3\n").unwrap_err(),
+            ParseError::MissingField("cluster_state")
+        );
     }
 
     // --- CLUSTER SHARDS ----------------------------------------------------

@@ -52,6 +52,18 @@ pub const DEFAULT_LAG_HISTORY: Duration = Duration::from_secs(600);
 /// topology signal (epoch, membership, role or slot-health change) forced it
 /// sooner: bounds how late a replica's pfail/fail flag or a link state shows.
 pub const DEFAULT_CLUSTER_REFRESH: Duration = Duration::from_secs(15);
+/// Most nodes polled per Redis Cluster: 1000 is the size Redis Cluster is
+/// designed for (its docs' "up to 1000 nodes"); a reply listing more is a
+/// misconfiguration or an attack, and each node costs a task, a socket and
+/// its series.
+pub const DEFAULT_CLUSTER_MAX_NODES: usize = 1000;
+/// Most nodes the daemon polls in all (`poll.max-nodes`): four clusters of
+/// the designed size, one socket each, which fits the common 8192 or more
+/// open-file limit with room for HTTP, and a few hundred MiB at worst.
+pub const DEFAULT_MAX_NODES: usize = 4096;
+/// Highest `cluster.max-nodes` / `poll.max-nodes` accepted: far above any
+/// real fleet, it only rejects typos that would remove the bound.
+pub const MAX_MAX_NODES: usize = 100_000;
 pub const DEFAULT_LISTEN: &str = ":9121";
 pub const DEFAULT_TARGET: &str = "redis://localhost:6379";
 
@@ -143,6 +155,19 @@ pub struct Flags {
     /// Longest time between CLUSTER NODES reads per cluster node when no topology signal forces one (default 15s).
     #[arg(long = "cluster.refresh-interval", value_parser = parse_duration_arg)]
     pub cluster_refresh_interval: Option<Duration>,
+    /// Networks (CIDR) a discovered cluster node may be in to be polled. Repeatable.
+    /// Default: the seeds' own networks (/24, /64), plus loopback for a loopback seed.
+    #[arg(long = "cluster.allowed-networks", value_delimiter = ',')]
+    pub cluster_allowed_networks: Vec<String>,
+    /// Poll the nodes a cluster seed lists (default true); false polls the seeds only.
+    #[arg(long = "cluster.discover", num_args = 0..=1, default_missing_value = "true")]
+    pub cluster_discover: Option<bool>,
+    /// Most nodes polled per Redis Cluster (default 1000).
+    #[arg(long = "cluster.max-nodes")]
+    pub cluster_max_nodes: Option<usize>,
+    /// Most nodes polled in all, configured and discovered (default 4096).
+    #[arg(long = "poll.max-nodes")]
+    pub poll_max_nodes: Option<usize>,
     /// host:port to serve on; ":9121" means every IPv4 interface (default :9121).
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
@@ -216,6 +241,7 @@ struct FilePoll {
     max_backoff: Option<String>,
     detail_interval: Option<String>,
     follow_scrapes: Option<bool>,
+    max_nodes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +255,9 @@ struct FileSignals {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileCluster {
     refresh_interval: Option<String>,
+    allowed_networks: Option<Vec<String>>,
+    discover: Option<bool>,
+    max_nodes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +315,19 @@ pub struct PollSettings {
     pub follow_scrapes: bool,
 }
 
+/// Cluster discovery's trust and bounds (README, "Redis Cluster").
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// `cluster.discover`: false polls the configured seeds only.
+    pub enabled: bool,
+    /// `cluster.allowed-networks`; `None` means the seeds' own networks.
+    pub allowed_networks: Option<Vec<crate::discovery::Cidr>>,
+    /// `cluster.max-nodes`: nodes polled per Redis Cluster at most.
+    pub cluster_max_nodes: usize,
+    /// `poll.max-nodes`: nodes polled in all at most.
+    pub max_nodes: usize,
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -294,6 +336,8 @@ pub struct Config {
     pub hit_ratio_window: Duration,
     pub lag_history: Duration,
     pub cluster_refresh: Duration,
+    /// What discovery may add (see discovery.rs).
+    pub discovery: DiscoverySettings,
     pub listen_address: String,
     pub telemetry_path: String,
     /// `--web.config.file` and what it held at startup.
@@ -505,6 +549,49 @@ impl Config {
                 format!("must be at least {MIN_INTERVAL:?}"),
             ));
         }
+        // Discovery's trust model and bounds (issue 16), one block.
+        let networks: Vec<String> = if !flags.cluster_allowed_networks.is_empty() {
+            flags.cluster_allowed_networks
+        } else {
+            file.cluster.allowed_networks.unwrap_or_default()
+        };
+        let allowed_networks = if networks.is_empty() {
+            None
+        } else {
+            let mut parsed = Vec::with_capacity(networks.len());
+            for (i, n) in networks.iter().enumerate() {
+                let cidr = crate::discovery::Cidr::parse(n).map_err(|m| {
+                    err(
+                        format!("cluster.allowed-networks[{i}]"),
+                        format!("{n:?}: {m}"),
+                    )
+                })?;
+                parsed.push(cidr);
+            }
+            Some(parsed)
+        };
+        let bounded = |value: Option<usize>, key: &str, default: usize| match value {
+            None => Ok(default),
+            Some(n) if (1..=MAX_MAX_NODES).contains(&n) => Ok(n),
+            Some(_) => Err(err(key, format!("must be between 1 and {MAX_MAX_NODES}"))),
+        };
+        let discovery = DiscoverySettings {
+            enabled: flags
+                .cluster_discover
+                .or(file.cluster.discover)
+                .unwrap_or(true),
+            allowed_networks,
+            cluster_max_nodes: bounded(
+                flags.cluster_max_nodes.or(file.cluster.max_nodes),
+                "cluster.max-nodes",
+                DEFAULT_CLUSTER_MAX_NODES,
+            )?,
+            max_nodes: bounded(
+                flags.poll_max_nodes.or(file.poll.max_nodes),
+                "poll.max-nodes",
+                DEFAULT_MAX_NODES,
+            )?,
+        };
 
         let listen_address = flags
             .web_listen_address
@@ -673,6 +760,16 @@ impl Config {
                 return Err(err("redis.addr", format!("{} is configured twice", t.addr)));
             }
         }
+        if targets.len() > discovery.max_nodes {
+            return Err(err(
+                "poll.max-nodes",
+                format!(
+                    "{} targets are configured, more than the {} allowed",
+                    targets.len(),
+                    discovery.max_nodes
+                ),
+            ));
+        }
 
         Ok(Config {
             targets,
@@ -680,6 +777,7 @@ impl Config {
             hit_ratio_window,
             lag_history,
             cluster_refresh,
+            discovery,
             listen_address,
             telemetry_path,
             web_config,
@@ -956,6 +1054,77 @@ mod tests {
         assert_eq!(file.web.compression, Some(false));
         let e = parse_file("[web]\ncompression = \"no\"\n").unwrap_err();
         assert_eq!(e.key, "web.compression", "{e}");
+    }
+
+    #[test]
+    fn discovery_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.discovery.enabled);
+        assert!(c.discovery.allowed_networks.is_none());
+        assert_eq!(c.discovery.cluster_max_nodes, DEFAULT_CLUSTER_MAX_NODES);
+        assert_eq!(c.discovery.max_nodes, DEFAULT_MAX_NODES);
+        let c = cfg(&[
+            "--cluster.allowed-networks",
+            "10.0.0.0/24",
+            "--cluster.allowed-networks",
+            "fd00::/64,127.0.0.1",
+            "--cluster.discover=false",
+            "--cluster.max-nodes",
+            "7",
+            "--poll.max-nodes",
+            "9",
+        ])
+        .unwrap();
+        let nets: Vec<String> = c
+            .discovery
+            .allowed_networks
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/24", "fd00::/64", "127.0.0.1/32"]);
+        assert!(!c.discovery.enabled);
+        assert_eq!(
+            (c.discovery.cluster_max_nodes, c.discovery.max_nodes),
+            (7, 9)
+        );
+        let e = cfg(&["--cluster.allowed-networks", "10.0.0.0/24,10.0.0.0/33"]).unwrap_err();
+        assert_eq!(e.key, "cluster.allowed-networks[1]", "{e}");
+        let e = cfg(&["--cluster.allowed-networks", "nonsense"]).unwrap_err();
+        assert_eq!(e.key, "cluster.allowed-networks[0]", "{e}");
+        for bad in ["0", "100001"] {
+            assert_eq!(
+                cfg(&["--cluster.max-nodes", bad]).unwrap_err().key,
+                "cluster.max-nodes"
+            );
+            assert_eq!(
+                cfg(&["--poll.max-nodes", bad]).unwrap_err().key,
+                "poll.max-nodes"
+            );
+        }
+        let e = cfg(&[
+            "--poll.max-nodes",
+            "1",
+            "--redis.addr",
+            "a:1",
+            "--redis.addr",
+            "b:1",
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "poll.max-nodes", "{e}");
+        let file = parse_file(
+            "[cluster]\nallowed-networks = [\"10.1.0.0/16\"]\ndiscover = false\nmax-nodes = 5\n\
+             [poll]\nmax-nodes = 6\n",
+        )
+        .unwrap();
+        assert_eq!(file.cluster.allowed_networks.unwrap(), ["10.1.0.0/16"]);
+        assert_eq!(file.cluster.discover, Some(false));
+        assert_eq!(
+            (file.cluster.max_nodes, file.poll.max_nodes),
+            (Some(5), Some(6))
+        );
+        let e = parse_file("[cluster]\nallowed-networks = \"10.0.0.0/8\"\n").unwrap_err();
+        assert_eq!(e.key, "cluster.allowed-networks", "{e}");
     }
 
     #[test]

@@ -41,12 +41,16 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Bytes read since [`Conn::begin_poll`].
     read_this_poll: usize,
+    /// The address a TCP connection reached (discovery trusts a host-name
+    /// seed's network by it); `None` for Unix sockets.
+    pub peer_ip: Option<std::net::IpAddr>,
 }
 
 impl Conn {
     /// Connects, negotiates TLS when the target asks for it, authenticates
     /// and selects the database. The caller's deadline bounds all of it.
     pub async fn open(target: &Target) -> Result<Conn, PollError> {
+        let mut peer_ip = None;
         let stream: Box<dyn Stream> = match &target.endpoint {
             Endpoint::Tcp { host, port } => {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
@@ -54,6 +58,7 @@ impl Conn {
                     .map_err(|e| PollError::new(Reason::Connect, e.to_string()))?;
                 // Small request/reply exchanges: do not wait to coalesce.
                 let _ = tcp.set_nodelay(true);
+                peer_ip = tcp.peer_addr().ok().map(|a| a.ip());
                 match &target.tls {
                     Some(tls) => {
                         let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
@@ -83,6 +88,7 @@ impl Conn {
             stream,
             buf: Vec::new(),
             read_this_poll: 0,
+            peer_ip,
         };
         if let Some(password) = &target.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];

@@ -36,6 +36,8 @@ pub struct Shared {
     nodes: RwLock<BTreeMap<String, NodeEntry>>,
     /// The latest merged Redis Cluster topology (see topology.rs).
     topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
+    /// Discovered addresses not polled, and their counters (discovery.rs).
+    pub refused: crate::discovery::Refused,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
     process: crate::process::Reader,
     /// `--web.config.file`, re-read on change and on SIGHUP.
@@ -55,6 +57,8 @@ impl Shared {
             hit_window: config.hit_ratio_window.as_secs_f64(),
             lag_history: config.lag_history.as_secs_f64(),
             permits: Arc::new(Semaphore::new(config.poll.concurrency)),
+            connects: poller::ConnectBudgets::default(),
+            down_log: Arc::new(poller::LogLimit::default()),
             clock,
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -77,6 +81,7 @@ impl Shared {
             ctx,
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
+            refused: crate::discovery::Refused::default(),
             process: crate::process::Reader::new(),
             web,
             web_default: Arc::new(crate::webconfig::WebConfig::default()),
@@ -91,7 +96,18 @@ impl Shared {
         if nodes.contains_key(&target.addr) {
             return false;
         }
-        tracing::info!(addr = %target.addr, cluster = %target.cluster, discovered = target.discovered, "polling node");
+        // The daemon-wide bound (`poll.max-nodes`); discovery checks it
+        // first to count and log the refusal, this is the backstop.
+        if nodes.len() >= self.config.discovery.max_nodes {
+            return false;
+        }
+        // Discovery logs a summary of what it adds (thousands of lines for
+        // a large cluster otherwise).
+        if target.discovered {
+            tracing::debug!(addr = %target.addr, cluster = %target.cluster, "polling discovered node");
+        } else {
+            tracing::info!(addr = %target.addr, cluster = %target.cluster, "polling node");
+        }
         if target.tls.as_ref().is_some_and(|t| t.insecure) && !target.discovered {
             tracing::warn!(addr = %target.addr, "TLS certificate verification is disabled for this node (tls-insecure-skip-verify)");
         }
@@ -118,6 +134,11 @@ impl Shared {
             }
             None => false,
         }
+    }
+
+    /// How many nodes are polled.
+    pub fn node_count(&self) -> usize {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Every node, in address order.
@@ -201,9 +222,23 @@ impl Shared {
                 .as_ref()
                 .filter(|_| only_addr.is_none())
                 .map(|w| w.reload_status()),
+            stale_after: Some(self.stale_after()),
+            discovery_refused: self.refused.counts(),
             only_addr,
         };
         (exposition::Page::new(&self.nodes(), &ctx), topology)
+    }
+
+    /// Age past which a node's data is shown down (exposition::stale_after):
+    /// the longest gap between a node's polls plus the poll deadline.
+    pub fn stale_after(&self) -> Duration {
+        let poll = &self.config.poll;
+        let gap = if poll.follow_scrapes {
+            poll.interval.mul_f64(crate::schedule::FOLLOW_LATEST)
+        } else {
+            poll.interval
+        };
+        exposition::stale_after(gap, poll.timeout)
     }
 
     /// Nodes per poll group (see schedule.rs).
@@ -275,11 +310,12 @@ impl Shared {
             ));
         }
         let path = html_escape(&self.config.telemetry_path);
+        let refused = crate::topology::refused_section(self);
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>redis-vitals</title></head><body>\n\
              <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/sd\">Service discovery</a> · \
              <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a></p>\n\
-             <table border=\"1\" cellpadding=\"4\"><tr><th>Node</th><th>Cluster</th><th>State</th><th>Detail</th></tr>\n{rows}</table>\n</body></html>\n",
+             <table border=\"1\" cellpadding=\"4\"><tr><th>Node</th><th>Cluster</th><th>State</th><th>Detail</th></tr>\n{rows}</table>\n{refused}</body></html>\n",
             env!("CARGO_PKG_VERSION")
         )
     }

@@ -136,6 +136,8 @@ families! {
     WebConfigReloadOk = "redis_vitals_web_config_last_reload_successful", Gauge, "1 when the last reload of --web.config.file was applied; 0 when it was refused (invalid, or lowering the protection in force) and the previous config stays.";
     WebConfigReloadTime = "redis_vitals_web_config_last_reload_success_timestamp_seconds", Gauge, "When --web.config.file was last loaded and applied (start included), in Unix seconds.";
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
+    ParseErrors = "redis_vitals_parse_errors_total", Counter, "Lines or fields of the node's CLUSTER NODES / CLUSTER INFO replies dropped as malformed, by reason; the rest of the reply is kept.";
+    DiscoveryRefused = "redis_vitals_discovery_refused_total", Counter, "Discovered cluster node addresses not polled, by cluster and reason (not_allowed, link_local, cap); each counted once while listed.";
 }
 
 /// Collects sample lines per family, then writes them in catalogue order.
@@ -444,6 +446,21 @@ pub struct RenderContext {
     /// `--web.config.file` reloads: whether the last was applied, and when
     /// one last was (Unix seconds). Full output only, with a web config.
     pub web_reload: Option<(bool, f64)>,
+    /// A node whose last success is older than this is shown down
+    /// (`redis_up` 0, no other series): its poll is overdue (see
+    /// [`stale_after`]). `None`: never.
+    pub stale_after: Option<std::time::Duration>,
+    /// `redis_vitals_discovery_refused_total` (cluster, reason, count).
+    pub discovery_refused: Vec<(String, crate::discovery::Refusal, u64)>,
+}
+
+/// How old a node's data may be before it is shown down: the longest gap
+/// between two of its polls (`gap`: the interval, or 9/8 of it while
+/// following scrapes) plus the poll deadline. A poll that keeps its
+/// schedule and deadline always succeeds or fails within that; older data
+/// means the poll never ran or never ended, and must not read as up.
+pub fn stale_after(gap: std::time::Duration, timeout: std::time::Duration) -> std::time::Duration {
+    gap + timeout
 }
 
 /// A consistent copy of one node's state, taken under its lock: shared
@@ -463,14 +480,24 @@ pub struct NodeView {
     pub last_success: Option<Instant>,
 }
 
-pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
+pub fn views(
+    nodes: &[Arc<NodeState>],
+    hit_window: f64,
+    stale_after: Option<std::time::Duration>,
+) -> Vec<NodeView> {
     nodes
         .iter()
         .map(|n| {
             let st = n.status();
+            let stale = st.last.is_some()
+                && stale_after
+                    .zip(st.last_success)
+                    .is_some_and(|(limit, at)| at.elapsed() > limit);
             // The poll's state lines, unless discovery relabelled the node
-            // since (or it was never polled): then render them now.
+            // since (or it was never polled), or its data went stale: then
+            // render them now.
             let state = match &st.state_text {
+                _ if stale => Arc::new(render_state_as(&n.target.addr, &st, hit_window, false)),
                 Some(t) if Arc::ptr_eq(&t.cluster, &st.cluster) => t.clone(),
                 _ => Arc::new(render_state(&n.target.addr, &st, hit_window)),
             };
@@ -487,8 +514,8 @@ pub fn views(nodes: &[Arc<NodeState>], hit_window: f64) -> Vec<NodeView> {
             NodeView {
                 node: n.clone(),
                 cluster: st.cluster.clone(),
-                last: st.last.clone(),
-                rendered: st.rendered.clone(),
+                last: if stale { None } else { st.last.clone() },
+                rendered: if stale { None } else { st.rendered.clone() },
                 state,
                 offsets,
                 last_success: st.last_success,
@@ -522,15 +549,27 @@ const STATE_FAMILIES: &[F] = &[
     F::PollErrors,
     F::PollDuration,
     F::ConnectionsOpened,
+    F::ParseErrors,
 ];
 
 /// Renders the state lines of the node at `addr` from its status.
 pub fn render_state(addr: &str, st: &crate::state::NodeStatus, hit_window: f64) -> StateText {
+    render_state_as(addr, st, hit_window, st.last.is_some())
+}
+
+/// [`render_state`], with `redis_up` (and the hit ratio beside it) as `up`
+/// says: a scrape shows a node whose data went stale as down.
+fn render_state_as(
+    addr: &str,
+    st: &crate::state::NodeStatus,
+    hit_window: f64,
+    up: bool,
+) -> StateText {
     let mut text = String::with_capacity(1536);
     let mut spans = Vec::with_capacity(STATE_FAMILIES.len());
     for &f in STATE_FAMILIES {
         let start = text.len();
-        write_state_lines(&mut text, f, addr, st, hit_window);
+        write_state_lines(&mut text, f, addr, st, hit_window, up);
         if text.len() > start {
             spans.push((f, start..text.len()));
         }
@@ -549,13 +588,14 @@ fn write_state_lines(
     addr: &str,
     st: &crate::state::NodeStatus,
     hit_window: f64,
+    up: bool,
 ) {
     let base = [("addr", addr), ("cluster", &*st.cluster)];
     match f {
-        F::Up => write_line(buf, f, &base, if st.last.is_some() { 1.0 } else { 0.0 }),
+        F::Up => write_line(buf, f, &base, if up { 1.0 } else { 0.0 }),
         F::HitRatio => {
             // Only beside the node's other series (it is up).
-            if st.last.is_some() && st.rendered.is_some() {
+            if up && st.rendered.is_some() {
                 if let Some(r) = st.history.hit_ratio(hit_window) {
                     write_line(buf, f, &base, r);
                 }
@@ -576,6 +616,21 @@ fn write_state_lines(
             }
         }
         F::ConnectionsOpened => write_line(buf, f, &base, st.connections_opened as f64),
+        F::ParseErrors => {
+            // Cluster nodes from 0 (the only replies parsed leniently);
+            // other nodes only once something was dropped.
+            if st.cluster_enabled || !st.parse_errors.is_empty() {
+                for kind in crate::state::ParseErrorKind::ALL {
+                    let count = st.parse_errors.get(&kind).copied().unwrap_or(0);
+                    write_line(
+                        buf,
+                        f,
+                        &[base[0], base[1], ("reason", kind.as_str())],
+                        count as f64,
+                    );
+                }
+            }
+        }
         F::PollDuration => {
             if let Some(d) = st.last_poll_duration {
                 write_line(buf, f, &base, d.as_secs_f64());
@@ -667,7 +722,7 @@ const OWN: u32 = u32::MAX;
 
 impl Page {
     pub fn new(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> Page {
-        let mut views = views(nodes, ctx.hit_window);
+        let mut views = views(nodes, ctx.hit_window, ctx.stale_after);
         let mut out = Out::default();
         // On /scrape too: the alerts join the poll interval on (job,
         // instance) and look for build_info to tell the exporter is there.
@@ -684,6 +739,13 @@ impl Page {
             }
             if let Some(sample) = &ctx.process {
                 process = crate::process::render(sample);
+            }
+            for (cluster, reason, n) in &ctx.discovery_refused {
+                out.push(
+                    F::DiscoveryRefused,
+                    &[("cluster", cluster.as_str()), ("reason", reason.as_str())],
+                    *n as f64,
+                );
             }
         }
         replication_lag(&mut out, &views, ctx);
@@ -1049,14 +1111,29 @@ fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) 
 
     if let Some(ci) = &obs.cluster_info {
         out.push(F::ClusterState, base, if ci.state_ok { 1.0 } else { 0.0 });
-        out.push(F::ClusterSlotsAssigned, base, ci.slots_assigned as f64);
-        out.push(F::ClusterSlotsOk, base, ci.slots_ok as f64);
-        out.push(F::ClusterSlotsPfail, base, ci.slots_pfail as f64);
-        out.push(F::ClusterSlotsFail, base, ci.slots_fail as f64);
-        out.push(F::ClusterKnownNodes, base, ci.known_nodes as f64);
-        out.push(F::ClusterSize, base, ci.size as f64);
-        out.push(F::ClusterCurrentEpoch, base, ci.current_epoch as f64);
-        out.push(F::ClusterMyEpoch, base, ci.my_epoch as f64);
+        // A field dropped as malformed is left out, not shown as 0.
+        for (f, key, v) in [
+            (
+                F::ClusterSlotsAssigned,
+                "cluster_slots_assigned",
+                ci.slots_assigned,
+            ),
+            (F::ClusterSlotsOk, "cluster_slots_ok", ci.slots_ok),
+            (F::ClusterSlotsPfail, "cluster_slots_pfail", ci.slots_pfail),
+            (F::ClusterSlotsFail, "cluster_slots_fail", ci.slots_fail),
+            (F::ClusterKnownNodes, "cluster_known_nodes", ci.known_nodes),
+            (F::ClusterSize, "cluster_size", ci.size),
+            (
+                F::ClusterCurrentEpoch,
+                "cluster_current_epoch",
+                ci.current_epoch,
+            ),
+            (F::ClusterMyEpoch, "cluster_my_epoch", ci.my_epoch),
+        ] {
+            if !ci.dropped.contains(&key) {
+                out.push(f, base, v as f64);
+            }
+        }
         for (t, n) in &ci.messages_sent {
             out.push(
                 F::ClusterMsgSent,
@@ -1616,13 +1693,15 @@ mod tests {
             }),
             tasks: Some(12),
             web_reload: None,
+            stale_after: None,
+            discovery_refused: Vec::new(),
         }
     }
 
     /// The page as the previous renderer built it: every family's lines
     /// collected whole, then written in catalogue order.
     fn render_whole(nodes: &[Arc<NodeState>], ctx: &RenderContext) -> String {
-        let views = views(nodes, ctx.hit_window);
+        let views = views(nodes, ctx.hit_window, ctx.stale_after);
         let mut out = Out::default();
         out.push(F::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         out.push(F::PollInterval, &[], ctx.poll_interval);
@@ -1640,7 +1719,14 @@ mod tests {
             let st = v.node.status();
             for f in STATE_FAMILIES {
                 let buf = &mut out.families[*f as usize];
-                write_state_lines(buf, *f, &v.node.target.addr, &st, ctx.hit_window);
+                write_state_lines(
+                    buf,
+                    *f,
+                    &v.node.target.addr,
+                    &st,
+                    ctx.hit_window,
+                    st.last.is_some(),
+                );
             }
             drop(st);
             write_age_line(&mut out.families[F::LastSuccessAge as usize], v);
@@ -1701,5 +1787,50 @@ mod tests {
             streamed += c.len();
         }
         assert_eq!(streamed, len);
+    }
+
+    #[test]
+    fn a_node_whose_data_is_overdue_is_shown_down() {
+        let clock = crate::clock::Clock::new();
+        let n = node("10.0.0.1:6379", "");
+        {
+            let mut st = n.status();
+            let obs = observation(fixture("standalone"));
+            st.rendered = Some(Arc::new(render_node(&obs, "10.0.0.1:6379", "")));
+            st.last = Some(Arc::new(obs));
+            st.last_success = Some(Instant::now() - std::time::Duration::from_secs(8));
+            let text = render_state("10.0.0.1:6379", &st, 60.0);
+            st.state_text = Some(Arc::new(text));
+        }
+        let nodes = [n];
+        let mut ctx = context(clock, None);
+        ctx.topology = Arc::new(Vec::new());
+        let up = |ctx: &RenderContext| {
+            let page = render(&nodes, ctx);
+            let line = page
+                .lines()
+                .find(|l| l.starts_with("redis_up{"))
+                .unwrap()
+                .to_string();
+            (line, page.contains("redis_uptime_in_seconds{"))
+        };
+        // 8 s old against 5 s + 2 s: down, and none of its other series.
+        ctx.stale_after = Some(stale_after(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(2),
+        ));
+        let (line, series) = up(&ctx);
+        assert!(line.ends_with(" 0"), "{line}");
+        assert!(!series);
+        // 8 s old against 10 s + 2 s: fresh enough.
+        ctx.stale_after = Some(stale_after(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(2),
+        ));
+        let (line, series) = up(&ctx);
+        assert!(line.ends_with(" 1"), "{line}");
+        assert!(series);
+        // The age line is still written, so the staleness is visible.
+        assert!(render(&nodes, &ctx).contains("redis_vitals_last_success_age_seconds{"));
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod daemon;
 pub mod derive;
+pub mod discovery;
 pub mod error;
 pub mod exposition;
 pub mod info;

@@ -2,9 +2,11 @@
 //! asks for INFO (and CLUSTER INFO/NODES on cluster nodes) on a fixed
 //! schedule, and swaps the result into the node's shared state.
 //!
-//! One node's trouble stays with that node: every poll has a deadline, a
-//! failed connection is retried with capped, jittered backoff, and the only
-//! thing shared between pollers is the concurrency cap.
+//! One node's trouble stays with that node: every poll has a deadline that
+//! starts when its turn comes (waiting for a slot counts), a failed
+//! connection is retried with capped, jittered backoff, and nodes without a
+//! connection connect through budgets of their own, so down, hung or
+//! reconnecting nodes never hold the slots that connected nodes poll with.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use crate::error::{PollError, Reason};
 use crate::info::{self, Info};
 use crate::resp::Reply;
 use crate::schedule::Seat;
-use crate::state::{NodeState, Observation};
+use crate::state::{NodeState, Observation, ParseErrorKind};
 use crate::target::Target;
 
 /// Settings every poller shares.
@@ -30,7 +32,13 @@ pub struct PollContext {
     /// How far back each node's history must reach (seconds).
     pub hit_window: f64,
     pub lag_history: f64,
+    /// Slots for polls over an open connection (`poll.concurrency`).
     pub permits: Arc<Semaphore>,
+    /// Slots for connection attempts, in two lanes apart from `permits`
+    /// (see [`ConnectBudgets`]).
+    pub connects: ConnectBudgets,
+    /// Rate limit of the "node marked down" warnings.
+    pub down_log: Arc<LogLimit>,
     pub clock: crate::clock::Clock,
     /// Re-read CLUSTER NODES at least this often on every cluster node.
     pub cluster_refresh: Duration,
@@ -44,6 +52,113 @@ pub struct PollContext {
     pub discovery: Arc<tokio::sync::Notify>,
     /// When each node polls (groups share tick times; see schedule.rs).
     pub schedule: Arc<crate::schedule::Schedule>,
+}
+
+/// Connection attempts in flight for nodes not known to be bad: nodes that
+/// answered within their last [`WARM_ATTEMPTS`] polls (a restart, a network
+/// blip) and nodes that never tried to connect yet (a new seed or
+/// discovered node). Their own lane, so they connect promptly even while a
+/// thousand never-answering addresses queue in the cold lane. Connects that
+/// succeed take one round trip, so these slots connect hundreds of nodes per
+/// second; a new node that hangs holds one for [`CONNECT_TIMEOUT`] once,
+/// then moves to the cold lane.
+pub const WARM_CONNECTS: usize = 32;
+/// Connection attempts in flight for every other node without a connection
+/// (never answered, or down for a while). Small on purpose: each attempt to
+/// a hung address holds its slot up to [`CONNECT_TIMEOUT`]; when they queue,
+/// the queued polls end at their deadline and back off, costing nobody else.
+pub const COLD_CONNECTS: usize = 16;
+/// Failed polls after which a node that answered before moves to the cold
+/// lane: with backoff that is about 25 s of prompt retries at the defaults.
+pub const WARM_ATTEMPTS: u32 = 3;
+/// Longest TCP connect + TLS handshake + AUTH (and never more than the
+/// poll's deadline): milliseconds on a LAN, a few hundred on a WAN with TLS;
+/// a connect that hangs (SYN dropped, full backlog) gives up its slot after
+/// this instead of the whole poll timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most CLUSTER NODES lines kept from one reply: 16 times the cluster size
+/// Redis is designed for, so no real view is cut, while a hostile view
+/// costs at most a few MiB per node. The rest is counted as
+/// `cluster_nodes_truncated`.
+pub const MAX_VIEW_LINES: usize = 16 * 1024;
+
+/// The two connect lanes (see [`WARM_CONNECTS`], [`COLD_CONNECTS`]).
+#[derive(Debug, Clone)]
+pub struct ConnectBudgets {
+    pub warm: Arc<Semaphore>,
+    pub cold: Arc<Semaphore>,
+}
+
+impl Default for ConnectBudgets {
+    fn default() -> Self {
+        ConnectBudgets {
+            warm: Arc::new(Semaphore::new(WARM_CONNECTS)),
+            cold: Arc::new(Semaphore::new(COLD_CONNECTS)),
+        }
+    }
+}
+
+/// Warnings of one kind allowed per [`LOG_WINDOW`]; the rest are counted
+/// and summed up in one line, so a thousand nodes going down at once (or
+/// never coming up) write a dozen lines, not a thousand.
+pub const LOG_BURST: u32 = 10;
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// A window-based limit for one kind of log line.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    state: std::sync::Mutex<LogWindow>,
+}
+
+#[derive(Debug, Default)]
+struct LogWindow {
+    start: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Whether to write the next line; when a new window opens, returns
+    /// also how many lines the last one suppressed.
+    pub fn allow(&self) -> (bool, u64) {
+        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let mut suppressed = 0;
+        if w.start.is_none_or(|s| now.duration_since(s) >= LOG_WINDOW) {
+            suppressed = std::mem::take(&mut w.suppressed);
+            w.start = Some(now);
+            w.used = 0;
+        }
+        if w.used < LOG_BURST {
+            w.used += 1;
+            (true, suppressed)
+        } else {
+            w.suppressed += 1;
+            (false, suppressed)
+        }
+    }
+
+    /// Lines suppressed in a window that has ended, to be summed up now
+    /// (every poll asks, so the sum comes even if no further line does).
+    pub fn due(&self) -> u64 {
+        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match w.start {
+            Some(s) if w.suppressed > 0 && s.elapsed() >= LOG_WINDOW => {
+                w.start = None;
+                std::mem::take(&mut w.suppressed)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// What a poll was doing when its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ConnectSlot,
+    Connect,
+    Slot,
+    Reply,
 }
 
 /// Sections asked every poll from servers that accept several (Redis and
@@ -137,6 +252,42 @@ struct ClusterMemory {
     nodes: Option<Arc<Vec<cluster_parse::NodeLine>>>,
     fetched_at: Option<Instant>,
     seen_gen: u64,
+    /// Parse-error kinds already logged for this node (logged once each).
+    warned: Vec<ParseErrorKind>,
+}
+
+/// Counts `n` dropped lines or fields of `kind` on the node; the first of
+/// each kind is logged (by reason, never the content).
+fn count_parse_errors(
+    node: &NodeState,
+    kind: ParseErrorKind,
+    n: usize,
+    warned: &mut Vec<ParseErrorKind>,
+) {
+    if n == 0 {
+        return;
+    }
+    *node.status().parse_errors.entry(kind).or_insert(0) += n as u64;
+    if !warned.contains(&kind) {
+        warned.push(kind);
+        tracing::warn!(addr = %node.target.addr, reason = kind.as_str(), count = n, "dropped part of a cluster reply (malformed, or lines past MAX_VIEW_LINES); the rest is kept (logged once per node and reason)");
+    }
+}
+
+/// Keeps at most `max` lines of a view, the node's own line among them;
+/// returns how many were cut.
+pub fn truncate_view(nodes: &mut Vec<cluster_parse::NodeLine>, max: usize) -> usize {
+    if nodes.len() <= max || max == 0 {
+        return 0;
+    }
+    let cut = nodes.len() - max;
+    if let Some(me) = nodes.iter().position(|l| l.flags.myself) {
+        if me >= max {
+            nodes.swap(me, max - 1);
+        }
+    }
+    nodes.truncate(max);
+    cut
 }
 
 /// A node's first poll comes at a random moment this long after its start
@@ -159,6 +310,10 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
     let mut caps = Capabilities::default();
     let mut cluster = ClusterMemory::default();
     let mut failures: u32 = 0;
+    // Whether the node ever answered, and its failed connect attempts since
+    // it last did: they pick its connect lane.
+    let mut ever_up = false;
+    let mut connect_failures: u32 = 0;
     // What discovery last heard from this node: (view, role code).
     let mut told: Option<DiscoveryInput> = None;
 
@@ -170,23 +325,25 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         if *stop.borrow() {
             return;
         }
-        let permit = tokio::select! {
-            p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        // The deadline starts with the turn: waiting for a slot is part
+        // of the poll, so a queue can delay a poll by the deadline at most.
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + ctx.poll.timeout;
+        // Waiting for a connect slot past the deadline is no attempt: a
+        // node only goes cold by failing connects itself.
+        let warm = if ever_up {
+            failures < WARM_ATTEMPTS
+        } else {
+            connect_failures == 0
+        };
+        let mut phase = Phase::Slot;
+        let result = tokio::select! {
+            r = tokio::time::timeout_at(
+                deadline,
+                poll_once(&node, &mut conn, warm, &mut caps, &mut cluster, &ctx, &mut phase),
+            ) => r.unwrap_or_else(|_| Err(deadline_error(phase, ctx.poll.timeout))),
             _ = stop.changed() => return,
         };
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            ctx.poll.timeout,
-            poll_commands(&node, &mut conn, &mut caps, &mut cluster, &ctx),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(PollError::new(
-                Reason::Timeout,
-                format!("no complete reply within {:?}", ctx.poll.timeout),
-            ))
-        });
-        drop(permit);
         if let Some(c) = conn.as_mut() {
             c.end_poll();
         }
@@ -198,6 +355,8 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     tracing::info!(addr = %node.target.addr, "node is up again");
                 }
                 failures = 0;
+                connect_failures = 0;
+                ever_up = true;
                 let counters = Counters::from_info(&obs.info);
                 let at = ctx.clock.secs(obs.at);
                 // Render the node's series here, off the scrape path and
@@ -231,6 +390,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_poll_duration = Some(took);
                 st.polled_once = true;
                 st.polls_total += 1;
+                st.cluster_enabled = caps.cluster_enabled;
                 let state = crate::exposition::render_state(&node.target.addr, &st, ctx.hit_window);
                 st.state_text = Some(Arc::new(state));
                 drop(st);
@@ -240,11 +400,24 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 // A broken conversation leaves the connection in an unknown
                 // state (a late reply would be read as the next one): drop
                 // it. Error replies on a healthy connection keep it.
-                if !e.reason.is_error_reply() {
+                // A poll that timed out waiting for its slot sent nothing:
+                // its connection is still in step.
+                if !e.reason.is_error_reply() && phase != Phase::Slot {
                     conn = None;
                 }
                 failures = failures.saturating_add(1);
-                if failures == 1 {
+                if phase == Phase::Connect {
+                    connect_failures = connect_failures.saturating_add(1);
+                }
+                let (log, suppressed) = if failures == 1 {
+                    ctx.down_log.allow()
+                } else {
+                    (false, 0)
+                };
+                if suppressed > 0 {
+                    tracing::warn!(suppressed, "more nodes were marked down; their warnings were left out (at most {LOG_BURST} per {LOG_WINDOW:?})");
+                }
+                if log {
                     tracing::warn!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, "poll failed; node marked down");
                 } else {
                     tracing::debug!(addr = %node.target.addr, reason = %e.reason, detail = %e.detail, failures, "poll failed again");
@@ -268,6 +441,11 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 drop(st);
                 tell_discovery(&ctx, &mut told, (None, crate::topology::role_code(None)));
             }
+        }
+
+        let suppressed = ctx.down_log.due();
+        if suppressed > 0 {
+            tracing::warn!(suppressed, "more nodes were marked down; their warnings were left out (at most {LOG_BURST} per {LOG_WINDOW:?})");
         }
 
         // Fixed rate on the group's grid: the schedule does not drift with
@@ -319,6 +497,78 @@ fn jitter_up_to(max: Duration) -> Duration {
     max.mul_f64(fastrand::f64())
 }
 
+/// The error of a poll whose deadline passed, saying where it was.
+fn deadline_error(phase: Phase, timeout: Duration) -> PollError {
+    match phase {
+        Phase::ConnectSlot => PollError::new(
+            Reason::Connect,
+            format!("no connect slot within {timeout:?} (many nodes are connecting)"),
+        ),
+        Phase::Connect => PollError::new(
+            Reason::Connect,
+            format!("connect did not complete within {timeout:?}"),
+        ),
+        Phase::Slot => PollError::new(
+            Reason::Timeout,
+            format!("no poll slot within {timeout:?} (poll.concurrency)"),
+        ),
+        Phase::Reply => PollError::new(
+            Reason::Timeout,
+            format!("no complete reply within {timeout:?}"),
+        ),
+    }
+}
+
+/// One poll: a connection if there is none (through a connect lane, see
+/// [`ConnectBudgets`]), then a poll slot, then the commands. The caller's
+/// deadline bounds all of it; `phase` tells it where the time went.
+async fn poll_once(
+    node: &NodeState,
+    conn: &mut Option<Conn>,
+    warm: bool,
+    caps: &mut Capabilities,
+    cluster: &mut ClusterMemory,
+    ctx: &PollContext,
+    phase: &mut Phase,
+) -> Result<Observation, PollError> {
+    if conn.is_none() {
+        *phase = Phase::ConnectSlot;
+        let lane = if warm {
+            &ctx.connects.warm
+        } else {
+            &ctx.connects.cold
+        };
+        let _slot = lane
+            .acquire()
+            .await
+            .map_err(|_| PollError::new(Reason::Connect, "shutting down"))?;
+        *phase = Phase::Connect;
+        let c = tokio::time::timeout(CONNECT_TIMEOUT, Conn::open(&node.target))
+            .await
+            .map_err(|_| {
+                PollError::new(
+                    Reason::Connect,
+                    format!("connect did not complete within {CONNECT_TIMEOUT:?}"),
+                )
+            })??;
+        {
+            let mut st = node.status();
+            st.connections_opened += 1;
+            st.peer_ip = c.peer_ip;
+        }
+        tracing::debug!(addr = %node.target.addr, "connected");
+        *conn = Some(c);
+    }
+    *phase = Phase::Slot;
+    let _permit = ctx
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| PollError::new(Reason::Timeout, "shutting down"))?;
+    *phase = Phase::Reply;
+    poll_commands(node, conn, caps, cluster, ctx).await
+}
+
 async fn poll_commands(
     node: &NodeState,
     conn: &mut Option<Conn>,
@@ -328,12 +578,6 @@ async fn poll_commands(
 ) -> Result<Observation, PollError> {
     let config_refresh = ctx.poll.config_refresh;
     let target = &node.target;
-    if conn.is_none() {
-        let c = Conn::open(target).await?;
-        node.status().connections_opened += 1;
-        tracing::debug!(addr = %target.addr, "connected");
-        *conn = Some(c);
-    }
     let Some(c) = conn.as_mut() else {
         return Err(PollError::new(Reason::Connect, "no connection"));
     };
@@ -414,11 +658,30 @@ async fn poll_commands(
             &target.addr,
         )
         .await?;
-        let ci = match text {
-            Some(t) => Some(
-                cluster_parse::parse_cluster_info(&t)
-                    .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER INFO: {e}")))?,
-            ),
+        // A malformed field (or a reply that is no CLUSTER INFO at all)
+        // costs that field, counted, not the node's INFO.
+        let ci = match text
+            .as_deref()
+            .map(cluster_parse::parse_cluster_info_lenient)
+        {
+            Some(Ok((ci, errors))) => {
+                count_parse_errors(
+                    node,
+                    ParseErrorKind::ClusterInfoField,
+                    errors.len(),
+                    &mut cluster.warned,
+                );
+                Some(ci)
+            }
+            Some(Err(_)) => {
+                count_parse_errors(
+                    node,
+                    ParseErrorKind::ClusterInfoField,
+                    1,
+                    &mut cluster.warned,
+                );
+                None
+            }
             None => None,
         };
         let role = info.get("role").unwrap_or("").to_string();
@@ -456,8 +719,23 @@ async fn poll_commands(
             )
             .await?
             {
-                let nodes = cluster_parse::parse_cluster_nodes(&text)
-                    .map_err(|e| PollError::new(Reason::Protocol, format!("CLUSTER NODES: {e}")))?;
+                // Bad lines are dropped and counted; the good ones and the
+                // node's INFO are kept.
+                let (mut nodes, errors) = cluster_parse::parse_cluster_nodes_lenient(&text);
+                drop(text);
+                count_parse_errors(
+                    node,
+                    ParseErrorKind::ClusterNodesLine,
+                    errors.len(),
+                    &mut cluster.warned,
+                );
+                let cut = truncate_view(&mut nodes, MAX_VIEW_LINES);
+                count_parse_errors(
+                    node,
+                    ParseErrorKind::ClusterNodesTruncated,
+                    cut,
+                    &mut cluster.warned,
+                );
                 cluster.nodes = Some(Arc::new(nodes));
                 cluster.fetched_at = Some(Instant::now());
                 cluster.seen_gen = generation;
@@ -572,6 +850,38 @@ mod tests {
             let b = backoff(i, max, 1000);
             assert!(b <= Duration::from_secs(36), "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_truncated_view_keeps_its_own_line() {
+        let text: String = (0..10)
+            .map(|i| {
+                let flags = if i == 8 { "myself,master" } else { "master" };
+                format!("id{i} 10.0.0.{i}:6379@16379 {flags} - 0 0 1 connected\n")
+            })
+            .collect();
+        let mut nodes = cluster_parse::parse_cluster_nodes(&text).unwrap();
+        assert_eq!(truncate_view(&mut nodes, 20), 0);
+        assert_eq!(truncate_view(&mut nodes, 4), 6);
+        assert_eq!(nodes.len(), 4);
+        assert!(nodes[3].flags.myself);
+        assert_eq!(nodes[0].id, "id0");
+    }
+
+    #[test]
+    fn log_limit_allows_a_burst_then_counts() {
+        let l = LogLimit::default();
+        for _ in 0..LOG_BURST {
+            assert!(l.allow().0);
+        }
+        assert_eq!(l.allow(), (false, 0));
+        assert_eq!(l.allow(), (false, 0));
+        // Not before the window ends.
+        assert_eq!(l.due(), 0);
+        l.state.lock().unwrap().start = Some(Instant::now() - LOG_WINDOW);
+        assert_eq!(l.due(), 2);
+        assert_eq!(l.due(), 0);
+        assert!(l.allow().0);
     }
 
     #[test]

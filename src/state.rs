@@ -90,11 +90,48 @@ pub struct NodeStatus {
     pub polls_total: u64,
     pub errors_total: BTreeMap<Reason, u64>,
     pub connections_opened: u64,
+    /// Lines or fields of CLUSTER NODES / CLUSTER INFO replies dropped as
+    /// malformed, by reason (`redis_vitals_parse_errors_total`).
+    pub parse_errors: BTreeMap<ParseErrorKind, u64>,
+    /// Whether the node reported `cluster_enabled:1` (its parse-error
+    /// counters are shown from 0).
+    pub cluster_enabled: bool,
+    /// The address the last connection reached: a seed given by host name
+    /// vouches for its resolved network in discovery's trust check.
+    pub peer_ip: Option<std::net::IpAddr>,
     /// Samples kept for windowed signals (hit ratio, offsets).
     pub history: History,
     /// The `cluster` label. Starts as the configured name; cluster
     /// discovery sets it for the nodes of a Redis Cluster.
     pub cluster: Arc<str>,
+}
+
+/// Why part of a reply was dropped: the `reason` label of
+/// `redis_vitals_parse_errors_total`. A small fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ParseErrorKind {
+    /// A CLUSTER NODES line that does not parse; the other lines are kept.
+    ClusterNodesLine,
+    /// CLUSTER NODES lines beyond [`crate::poller::MAX_VIEW_LINES`].
+    ClusterNodesTruncated,
+    /// A CLUSTER INFO field whose value does not parse; the rest is kept.
+    ClusterInfoField,
+}
+
+impl ParseErrorKind {
+    pub const ALL: [ParseErrorKind; 3] = [
+        ParseErrorKind::ClusterNodesLine,
+        ParseErrorKind::ClusterNodesTruncated,
+        ParseErrorKind::ClusterInfoField,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseErrorKind::ClusterNodesLine => "cluster_nodes_line",
+            ParseErrorKind::ClusterNodesTruncated => "cluster_nodes_truncated",
+            ParseErrorKind::ClusterInfoField => "cluster_info_field",
+        }
+    }
 }
 
 /// A node the daemon polls.

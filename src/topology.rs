@@ -17,7 +17,8 @@
 //! discovery and the peer view. The shard identity SHARDS offers from 7.2 on
 //! is replaced by one derived from slots that also works on 7.0 and older.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::cluster_parse::NodeLine;
 use crate::daemon::Shared;
+use crate::discovery::{Refusal, RefusedAddr, Trust};
 use crate::exposition::{Out, F};
 use crate::target::{format_host_port, Endpoint, Target};
 
@@ -467,6 +469,62 @@ impl Inputs {
     }
 }
 
+/// Discovered addresses named one by one in the "polling discovered
+/// cluster nodes" line of a pass; the rest only counted.
+const LOG_ADDED_ADDRS: usize = 5;
+
+/// The trust check for this pass: `cluster.allowed-networks` when set,
+/// else the networks of the configured seeds' addresses (an IP literal, or
+/// the address its last connection reached).
+fn trust_of(shared: &Shared, nodes: &[Arc<crate::state::NodeState>]) -> Trust {
+    if let Some(networks) = &shared.config.discovery.allowed_networks {
+        return Trust::explicit(networks);
+    }
+    let seeds = nodes
+        .iter()
+        .filter(|n| !n.target.discovered)
+        .filter_map(|n| match &n.target.endpoint {
+            Endpoint::Tcp { host, .. } => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| n.status().peer_ip),
+            Endpoint::Unix { .. } => None,
+        });
+    Trust::from_seeds(seeds.collect::<Vec<_>>())
+}
+
+/// The landing page's section on refused addresses (empty when none).
+pub fn refused_section(shared: &Shared) -> String {
+    use crate::web::html_escape;
+    let (shown, total) = shared.refused.current(crate::discovery::SHOWN_ON_PAGE);
+    if total == 0 {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for r in &shown {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            html_escape(&r.addr),
+            html_escape(&r.cluster),
+            r.reason.as_str()
+        ));
+    }
+    let more = if total > shown.len() {
+        format!("<p>{} more not shown.</p>\n", total - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "<h2>Discovered addresses not polled ({total})</h2>\n\
+         <p>Listed by a cluster node but refused: outside <code>cluster.allowed-networks</code> \
+         (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
+         <code>poll.max-nodes</code>. Nothing is sent to them.</p>\n\
+         <table border=\"1\" cellpadding=\"4\"><tr><th>Address</th><th>Cluster</th><th>Reason</th></tr>\n{rows}</table>\n{more}"
+    )
+}
+
 /// One discovery pass.
 pub fn refresh(shared: &Shared) {
     let nodes = shared.nodes();
@@ -508,6 +566,10 @@ pub fn refresh(shared: &Shared) {
         })
         .collect();
     let groups = build(&members);
+    let settings = &shared.config.discovery;
+    let trust = trust_of(shared, &nodes);
+    let mut refused: Vec<RefusedAddr> = Vec::new();
+    let mut total = shared.node_count();
     tracing::trace!(
         members = members.len(),
         groups = groups.len(),
@@ -541,40 +603,80 @@ pub fn refresh(shared: &Shared) {
                     seeds.get(t.addr.as_str()).copied().unwrap_or(usize::MAX),
                 )
             });
-        if let Some(template) = template {
-            for (addr, ip, port) in &g.listed {
-                if shared.knows(addr) {
-                    continue;
+        let mut in_cluster = g.members.len();
+        let mut added: Vec<&str> = Vec::new();
+        let mut not_polled: HashSet<&str> = HashSet::new();
+        for (addr, ip, port) in &g.listed {
+            if shared.knows(addr) {
+                continue;
+            }
+            if !settings.enabled {
+                // cluster.discover = false: the seeds only.
+                not_polled.insert(addr);
+                continue;
+            }
+            // The trust check comes first: nothing, not even a connect, goes
+            // to an address that fails it.
+            let refusal = match trust.check(ip) {
+                Err(r) => Some(r),
+                Ok(())
+                    if in_cluster >= settings.cluster_max_nodes || total >= settings.max_nodes =>
+                {
+                    Some(Refusal::Cap)
                 }
-                let mut t = template.clone();
-                t.endpoint = Endpoint::Tcp {
-                    host: ip.clone(),
-                    port: *port,
-                };
-                t.addr = format_host_port(ip, *port);
-                t.db = 0;
-                if let Some(tls) = &mut t.tls {
-                    if !tls.name_overridden {
-                        tls.server_name = ip.clone();
-                    }
-                }
-                t.cluster = g.name.clone();
-                t.discovered = true;
-                if t.addr == *addr {
-                    shared.add_node(t);
+                Ok(()) => None,
+            };
+            if let Some(reason) = refusal {
+                not_polled.insert(addr);
+                refused.push(RefusedAddr {
+                    addr: addr.clone(),
+                    cluster: g.name.clone(),
+                    reason,
+                });
+                continue;
+            }
+            let Some(template) = template else { continue };
+            let mut t = template.clone();
+            t.endpoint = Endpoint::Tcp {
+                host: ip.clone(),
+                port: *port,
+            };
+            t.addr = format_host_port(ip, *port);
+            t.db = 0;
+            if let Some(tls) = &mut t.tls {
+                if !tls.name_overridden {
+                    tls.server_name = ip.clone();
                 }
             }
+            t.cluster = g.name.clone();
+            t.discovered = true;
+            if t.addr == *addr && shared.add_node(t) {
+                in_cluster += 1;
+                total += 1;
+                added.push(addr);
+            }
+        }
+        if !added.is_empty() {
+            // One line per pass, with the first few addresses: a 1000-node
+            // cluster found at once is one line, not a thousand.
+            let first: Vec<&str> = added.iter().take(LOG_ADDED_ADDRS).copied().collect();
+            tracing::info!(cluster = %g.name, count = added.len(), first = ?first, "polling discovered cluster nodes");
         }
         for &i in &g.gone {
             shared.remove_node(&snapshot[i].0.target.addr);
         }
+        // Addresses not polled stay out of the topology families too: an
+        // address a node made up must not appear in /metrics.
         topology.extend(
             g.nodes
                 .iter()
                 .filter(|n| !g.gone.iter().any(|&i| snapshot[i].0.target.addr == n.addr))
+                .filter(|n| !not_polled.contains(n.addr.as_str()))
                 .cloned(),
         );
     }
+    let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    shared.refused.record(&names, refused);
     shared.set_topology(topology);
 }
 

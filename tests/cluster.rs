@@ -100,6 +100,19 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
         .map(|s| s.value)
         .sum();
     assert_eq!(slots, 16384.0);
+    // The default trust model (the seed's networks: all of loopback here)
+    // refused nothing.
+    for reason in ["not_allowed", "link_local", "cap"] {
+        assert_eq!(
+            find_value(
+                &m,
+                "redis_vitals_discovery_refused_total",
+                &[("cluster", "cache"), ("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
     for s in info.iter().filter(|s| s.label("role") == Some("replica")) {
         let master = s.label("master_addr").unwrap();
         assert_eq!(roles(&m).get(master).map(String::as_str), Some("master"));
@@ -264,6 +277,41 @@ fn a_dead_first_seed_does_not_blind_discovery() {
         assert!(
             find_value(&m, "redis_up", &[("addr", a), ("cluster", &dead)]).is_some(),
             "{a}"
+        );
+    }
+}
+
+/// With `cluster.allowed-networks` naming the nodes' network, the whole
+/// cluster is still discovered and nothing is refused.
+#[test]
+fn allowed_networks_that_cover_the_cluster_discover_it_all() {
+    let cluster = RedisCluster::start(3, 1);
+    let d = TestDaemon::start(&[
+        "--redis.addr",
+        &cluster.nodes[0].addr(),
+        "--redis.cluster",
+        "c",
+        "--cluster.allowed-networks",
+        "127.0.0.1/32",
+    ]);
+    let all: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    common::wait_until(WAIT, "all 6 nodes up", || {
+        let m = d.metrics();
+        all.iter()
+            .all(|a| find_value(&m, "redis_up", &[("addr", a)]) == Some(1.0))
+            .then_some(())
+    });
+    let m = d.metrics();
+    assert_eq!(find_all(&m, "redis_cluster_node_info", &[]).len(), 6);
+    for reason in ["not_allowed", "link_local", "cap"] {
+        assert_eq!(
+            find_value(
+                &m,
+                "redis_vitals_discovery_refused_total",
+                &[("cluster", "c"), ("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
         );
     }
 }

@@ -27,8 +27,9 @@ use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use redis::{PushKind, Value, VerbatimFormat};
 
 use redis_vitals::cluster_parse::{
-    parse_cluster_info, parse_cluster_nodes, parse_cluster_shards, ClusterInfo, Health, NodeLine,
-    ParseError, Shard, ShardRole, CLUSTER_SLOTS, MAX_SLOT,
+    parse_cluster_info, parse_cluster_info_lenient, parse_cluster_nodes,
+    parse_cluster_nodes_lenient, parse_cluster_shards, ClusterInfo, Health, NodeLine, ParseError,
+    Shard, ShardRole, CLUSTER_SLOTS, MAX_SLOT,
 };
 use redis_vitals::config::Config;
 use redis_vitals::exposition::render_observation;
@@ -1011,6 +1012,64 @@ proptest! {
     fn cluster_nodes_never_panics(text in prop_oneof![1 => junk(), 4 => cluster_nodes_text()]) {
         let r = parse_cluster_nodes(&text);
         check_nodes(&text, &r)?;
+    }
+
+    /// Lenient parsing keeps exactly the good lines, in order, whatever
+    /// junk is mixed in, and reports every other non-blank line by number.
+    #[test]
+    fn cluster_nodes_lenient_keeps_the_good_lines(
+        models in prop::collection::vec(node_model(), 0..6),
+        bad in prop::collection::vec((0usize..8, "[^\n]{0,40}"), 0..4),
+    ) {
+        let mut lines: Vec<(String, bool)> = models.iter().map(|m| (m.line(), true)).collect();
+        for (at, junk) in &bad {
+            // Only lines the strict parser refuses count as bad.
+            if junk.trim().is_empty() || parse_cluster_nodes(junk).is_ok() {
+                continue;
+            }
+            let at = (*at).min(lines.len());
+            lines.insert(at, (junk.clone(), false));
+        }
+        let text: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
+        let (nodes, errors) = parse_cluster_nodes_lenient(&text);
+        prop_assert_eq!(nodes.len(), models.len());
+        for (n, m) in nodes.iter().zip(&models) {
+            prop_assert_eq!(&n.id, &m.id);
+            prop_assert_eq!(n.port, m.port);
+        }
+        let bad_lines: Vec<usize> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, good))| !good)
+            .map(|(i, _)| i + 1)
+            .collect();
+        let reported: Vec<usize> = errors
+            .iter()
+            .map(|e| match e {
+                ParseError::NodeLine { line, .. } => *line,
+                _ => 0,
+            })
+            .collect();
+        prop_assert_eq!(reported, bad_lines);
+        // The strict parser agrees: all or the first bad line.
+        match parse_cluster_nodes(&text) {
+            Ok(all) => prop_assert!(errors.is_empty() && all == nodes),
+            Err(e) => prop_assert_eq!(Some(&e), errors.first()),
+        }
+    }
+
+    #[test]
+    fn cluster_info_lenient_never_panics_and_agrees(text in prop_oneof![junk(), cluster_info_text()]) {
+        match (parse_cluster_info_lenient(&text), parse_cluster_info(&text)) {
+            (Ok((info, errors)), strict) => {
+                prop_assert!(info.dropped.len() <= 8);
+                match strict {
+                    Ok(s) => prop_assert!(errors.is_empty() && s == info),
+                    Err(e) => prop_assert_eq!(Some(&e), errors.first()),
+                }
+            }
+            (Err(e), strict) => prop_assert_eq!(Err(e), strict),
+        }
     }
 
     #[test]
