@@ -143,9 +143,6 @@ pub struct Flags {
     /// Longest wait between reconnect attempts to a down node (default 10s).
     #[arg(long = "poll.max-backoff", value_parser = parse_duration_arg)]
     pub poll_max_backoff: Option<Duration>,
-    /// Poll the first group right after each /metrics answer, with HTTP on the poll thread (default false).
-    #[arg(long = "poll.follow-scrapes", num_args = 0..=1, default_missing_value = "true")]
-    pub poll_follow_scrapes: Option<bool>,
     /// Sliding window of redis_keyspace_hit_ratio (default 1m).
     #[arg(long = "signals.hit-ratio-window", value_parser = parse_duration_arg)]
     pub signals_hit_ratio_window: Option<Duration>,
@@ -240,7 +237,6 @@ struct FilePoll {
     config_refresh: Option<String>,
     max_backoff: Option<String>,
     detail_interval: Option<String>,
-    follow_scrapes: Option<bool>,
     max_nodes: Option<usize>,
 }
 
@@ -311,8 +307,6 @@ pub struct PollSettings {
     pub config_refresh: Duration,
     pub max_backoff: Duration,
     pub detail_interval: Duration,
-    /// Group 0 polls after each scrape, HTTP on the poll thread (schedule.rs).
-    pub follow_scrapes: bool,
 }
 
 /// Cluster discovery's trust and bounds (README, "Redis Cluster").
@@ -474,10 +468,6 @@ impl Config {
                 "poll.detail-interval",
                 DEFAULT_DETAIL_INTERVAL,
             )?,
-            follow_scrapes: flags
-                .poll_follow_scrapes
-                .or(file.poll.follow_scrapes)
-                .unwrap_or(false),
         };
         if poll.detail_interval < poll.interval {
             return Err(err(
@@ -1125,23 +1115,6 @@ mod tests {
         );
         let e = parse_file("[cluster]\nallowed-networks = \"10.0.0.0/8\"\n").unwrap_err();
         assert_eq!(e.key, "cluster.allowed-networks", "{e}");
-    }
-
-    #[test]
-    fn follow_scrapes_is_off_unless_asked() {
-        assert!(!cfg(&[]).unwrap().poll.follow_scrapes);
-        assert!(cfg(&["--poll.follow-scrapes"]).unwrap().poll.follow_scrapes);
-        assert!(
-            !cfg(&["--poll.follow-scrapes=false"])
-                .unwrap()
-                .poll
-                .follow_scrapes
-        );
-        assert!(Flags::try_parse_from(["redis-vitals", "--poll.follow-scrapes=maybe"]).is_err());
-        let file = parse_file("[poll]\nfollow-scrapes = true\n").unwrap();
-        assert_eq!(file.poll.follow_scrapes, Some(true));
-        let e = parse_file("[poll]\nfollow-scrapes = \"yes\"\n").unwrap_err();
-        assert_eq!(e.key, "poll.follow-scrapes", "{e}");
     }
 
     #[test]

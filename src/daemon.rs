@@ -63,11 +63,7 @@ impl Shared {
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             discovery: Arc::new(tokio::sync::Notify::new()),
-            schedule: crate::schedule::Schedule::with_follow(
-                config.poll.interval,
-                config.poll.group_size,
-                config.poll.follow_scrapes,
-            ),
+            schedule: crate::schedule::Schedule::new(config.poll.interval, config.poll.group_size),
         });
         let web = config.web_config.as_ref().map(|(path, initial)| {
             Arc::new(crate::webconfig::WebConfigWatcher::new(
@@ -186,11 +182,6 @@ impl Shared {
             .contains_key(addr)
     }
 
-    /// A page was just served (see `Schedule::scraped`).
-    pub fn scraped(&self) {
-        self.ctx.schedule.scraped(tokio::time::Instant::now());
-    }
-
     /// Ready once every node known now has finished one poll.
     pub fn ready(&self) -> bool {
         self.nodes().iter().all(|n| n.status().polled_once)
@@ -233,12 +224,7 @@ impl Shared {
     /// the longest gap between a node's polls plus the poll deadline.
     pub fn stale_after(&self) -> Duration {
         let poll = &self.config.poll;
-        let gap = if poll.follow_scrapes {
-            poll.interval.mul_f64(crate::schedule::FOLLOW_LATEST)
-        } else {
-            poll.interval
-        };
-        exposition::stale_after(gap, poll.timeout)
+        exposition::stale_after(poll.interval, poll.timeout)
     }
 
     /// Nodes per poll group (see schedule.rs).
@@ -351,7 +337,6 @@ pub async fn run_shared(
         shared.add_node(t);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ticker = tokio::spawn(shared.ctx.schedule.clone().run_ticker(stop_rx.clone()));
     let discovery = tokio::spawn(crate::topology::discover(shared.clone(), stop_rx.clone()));
     let watcher = shared
         .web
@@ -363,7 +348,6 @@ pub async fn run_shared(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = http.await;
-    let _ = ticker.await;
     let _ = discovery.await;
     if let Some(w) = watcher {
         let _ = w.await;
@@ -382,17 +366,11 @@ pub async fn run_shared(
 /// never delays a poll's reply (which would inflate its measured
 /// duration). The returned receiver completes when serving has stopped.
 /// If the thread cannot start, HTTP is served on the caller's runtime.
-/// Following scrapes, it is served there by design: the poll then runs on
-/// the scrape's own wake-up, which only pays on the poll thread
-/// (schedule.rs).
 fn start_http(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> tokio::sync::oneshot::Receiver<()> {
-    if shared.ctx.schedule.follows_scrapes() {
-        return serve_here(listener, shared, stop);
-    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (give_tx, give_rx) = std::sync::mpsc::channel::<std::net::TcpListener>();
     let started = tokio::runtime::Builder::new_current_thread()

@@ -364,7 +364,7 @@ fn sidecar_example_renders_wired_together() {
         .filter_map(Value::as_str)
         .collect();
     assert!(args.contains(&"--redis.addr=redis://localhost:6379"));
-    assert!(args.contains(&"--poll.follow-scrapes=true"));
+    assert!(args.contains(&"--poll.interval=15s"));
 
     let monitor = one(&objects, "PodMonitor");
     assert_selects(

@@ -450,7 +450,6 @@ fn metrics(
     let (fresh, topology) = shared.page_and_topology(only.clone());
     let page = server.pages.get(only, fresh, topology);
     page.sent_by(track);
-    shared.scraped();
     let gzip = shared.config.web_compression && accepts_gzip(req);
     let mut a = Answer {
         status: StatusCode::OK,
