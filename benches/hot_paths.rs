@@ -15,16 +15,16 @@ fn fixture() -> String {
 fn parse(c: &mut Criterion) {
     let text = fixture();
     c.bench_function("parse_info/redis-7.0.15-master", |b| {
-        b.iter(|| redis_vitals::info::parse_info(std::hint::black_box(&text)))
+        b.iter(|| redis_vitals::parse::info::parse_info(std::hint::black_box(&text)))
     });
 }
 
 fn render(c: &mut Criterion) {
-    let info = redis_vitals::info::parse_info(&fixture());
-    let obs = redis_vitals::state::Observation::from_info(info);
+    let info = redis_vitals::parse::info::parse_info(&fixture());
+    let obs = redis_vitals::expose::state::Observation::from_info(info);
     c.bench_function("render_observation/redis-7.0.15-master", |b| {
         b.iter(|| {
-            redis_vitals::exposition::render_observation(
+            redis_vitals::expose::render_observation(
                 std::hint::black_box(&obs),
                 "127.0.0.1:6379",
                 "",
@@ -35,13 +35,13 @@ fn render(c: &mut Criterion) {
     // previous text's command lines (a poll that carried the lists forward).
     c.bench_function("render_node/redis-7.0.15-master", |b| {
         b.iter(|| {
-            redis_vitals::exposition::render_node(std::hint::black_box(&obs), "127.0.0.1:6379", "")
+            redis_vitals::expose::render_node(std::hint::black_box(&obs), "127.0.0.1:6379", "")
         })
     });
-    let prev = redis_vitals::exposition::render_node(&obs, "127.0.0.1:6379", "");
+    let prev = redis_vitals::expose::render_node(&obs, "127.0.0.1:6379", "");
     c.bench_function("render_node/redis-7.0.15-master-cached", |b| {
         b.iter(|| {
-            redis_vitals::exposition::render_node_with(
+            redis_vitals::expose::render_node_with(
                 std::hint::black_box(&obs),
                 "127.0.0.1:6379",
                 "",
@@ -54,13 +54,13 @@ fn render(c: &mut Criterion) {
 /// A full /metrics render of `n` nodes, each holding the master fixture.
 fn render_fleet(c: &mut Criterion) {
     use std::sync::Arc;
-    let info = redis_vitals::info::parse_info(&fixture());
-    let obs = Arc::new(redis_vitals::state::Observation::from_info(info));
+    let info = redis_vitals::parse::info::parse_info(&fixture());
+    let obs = Arc::new(redis_vitals::expose::state::Observation::from_info(info));
     for n in [100usize, 500] {
-        let nodes: Vec<Arc<redis_vitals::state::NodeState>> = (0..n)
+        let nodes: Vec<Arc<redis_vitals::expose::state::NodeState>> = (0..n)
             .map(|i| {
-                let target = redis_vitals::target::Target {
-                    endpoint: redis_vitals::target::Endpoint::Tcp {
+                let target = redis_vitals::redis::target::Target {
+                    endpoint: redis_vitals::redis::target::Endpoint::Tcp {
                         host: "127.0.0.1".into(),
                         port: 10000 + i as u16,
                     },
@@ -74,14 +74,14 @@ fn render_fleet(c: &mut Criterion) {
                     discovered: false,
                     tls: None,
                 };
-                let text = redis_vitals::exposition::render_node(&obs, &target.addr, "");
-                let node = Arc::new(redis_vitals::state::NodeState::new(target));
+                let text = redis_vitals::expose::render_node(&obs, &target.addr, "");
+                let node = Arc::new(redis_vitals::expose::state::NodeState::new(target));
                 node.status().last = Some(obs.clone());
                 node.status().rendered = Some(Arc::new(text));
                 node
             })
             .collect();
-        let ctx = redis_vitals::exposition::RenderContext {
+        let ctx = redis_vitals::expose::RenderContext {
             clock: redis_vitals::clock::Clock::new(),
             hit_window: 60.0,
             poll_interval: 5.0,
@@ -97,8 +97,7 @@ fn render_fleet(c: &mut Criterion) {
         // dropped once written (as hyper does).
         c.bench_function(&format!("render/{n}-nodes"), |b| {
             b.iter(|| {
-                let mut page =
-                    redis_vitals::exposition::Page::new(std::hint::black_box(&nodes), &ctx);
+                let mut page = redis_vitals::expose::Page::new(std::hint::black_box(&nodes), &ctx);
                 let mut bytes = 0;
                 while let Some(chunk) = page.next_chunk() {
                     bytes += std::hint::black_box(chunk).len();

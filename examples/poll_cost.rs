@@ -27,18 +27,18 @@ fn main() {
         .filter(|l| !l.starts_with("cmdstat_") && !l.starts_with("latency_percentiles_usec_"))
         .map(|l| format!("{l}\r\n"))
         .collect();
-    let first =
-        redis_vitals::state::Observation::from_info(redis_vitals::info::parse_info(&detail));
-    let mut prev = redis_vitals::exposition::render_node(&first, "127.0.0.1:6379", "");
+    let first = redis_vitals::expose::state::Observation::from_info(
+        redis_vitals::parse::info::parse_info(&detail),
+    );
+    let mut prev = redis_vitals::expose::render_node(&first, "127.0.0.1:6379", "");
     let mut bytes = 0;
     for _ in 0..iterations {
-        let mut info = redis_vitals::info::parse_info(std::hint::black_box(&plain));
+        let mut info = redis_vitals::parse::info::parse_info(std::hint::black_box(&plain));
         // Carried forward, as the poller does between detail polls.
         info.commands = first.info.commands.clone();
         info.latencies = first.info.latencies.clone();
-        let obs = redis_vitals::state::Observation::from_info(info);
-        let text =
-            redis_vitals::exposition::render_node_with(&obs, "127.0.0.1:6379", "", Some(&prev));
+        let obs = redis_vitals::expose::state::Observation::from_info(info);
+        let text = redis_vitals::expose::render_node_with(&obs, "127.0.0.1:6379", "", Some(&prev));
         bytes += text.segments().iter().map(|(_, s)| s.len()).sum::<usize>();
         prev = text;
     }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
-use crate::target::{self, Secret, Target};
-use crate::tls::TlsFiles;
+use crate::redis::target::{self, Secret, Target};
+use crate::redis::tls::TlsFiles;
 
 /// Default poll interval: fresh enough for 15 s scrapes and alerting, cheap
 /// for Redis (one INFO per node per interval).
@@ -309,13 +309,13 @@ pub struct PollSettings {
     pub detail_interval: Duration,
 }
 
-/// Cluster discovery's trust and bounds (README, "Redis Cluster").
+/// Cluster discovery's trust and bounds (docs/configuration.md, "Redis Cluster").
 #[derive(Debug, Clone)]
 pub struct DiscoverySettings {
     /// `cluster.discover`: false polls the configured seeds only.
     pub enabled: bool,
     /// `cluster.allowed-networks`; `None` means the seeds' own networks.
-    pub allowed_networks: Option<Vec<crate::discovery::Cidr>>,
+    pub allowed_networks: Option<Vec<crate::redis::cidr::Cidr>>,
     /// `cluster.max-nodes`: nodes polled per Redis Cluster at most.
     pub cluster_max_nodes: usize,
     /// `poll.max-nodes`: nodes polled in all at most.
@@ -335,7 +335,7 @@ pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
     /// `--web.config.file` and what it held at startup.
-    pub web_config: Option<(PathBuf, Arc<crate::webconfig::WebConfig>)>,
+    pub web_config: Option<(PathBuf, Arc<crate::web::config::WebConfig>)>,
     /// Gzip pages for clients that send `Accept-Encoding: gzip`.
     pub web_compression: bool,
     pub log_level: String,
@@ -550,7 +550,7 @@ impl Config {
         } else {
             let mut parsed = Vec::with_capacity(networks.len());
             for (i, n) in networks.iter().enumerate() {
-                let cidr = crate::discovery::Cidr::parse(n).map_err(|m| {
+                let cidr = crate::redis::cidr::Cidr::parse(n).map_err(|m| {
                     err(
                         format!("cluster.allowed-networks[{i}]"),
                         format!("{n:?}: {m}"),
@@ -610,7 +610,7 @@ impl Config {
             .unwrap_or(true);
         let web_config = match flags.web_config_file.or(file.web.config_file) {
             Some(path) => {
-                let loaded = crate::webconfig::WebConfig::load(&path)
+                let loaded = crate::web::config::WebConfig::load(&path)
                     .map_err(|e| err("web.config.file", e.to_string()))?;
                 Some((path, Arc::new(loaded)))
             }
@@ -921,7 +921,7 @@ fn build_target(
         let config = match cache.0.iter().find(|(f, _)| f == files) {
             Some((_, c)) => c.clone(),
             None => {
-                let c = crate::tls::client_config(files)
+                let c = crate::redis::tls::client_config(files)
                     .map_err(|(suffix, m)| err(format!("{prefix}.{suffix}"), m))?;
                 cache.0.push((files.clone(), c.clone()));
                 c
@@ -931,7 +931,7 @@ fn build_target(
             target::Endpoint::Tcp { host, .. } => host.clone(),
             target::Endpoint::Unix { path } => path.clone(),
         };
-        Some(crate::tls::TlsClient {
+        Some(crate::redis::tls::TlsClient {
             config,
             server_name: files.server_name.clone().unwrap_or(host),
             name_overridden: files.server_name.is_some(),

@@ -13,11 +13,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::collect::poller::{self, PollContext};
+use crate::collect::topology::Fleet;
 use crate::config::Config;
-use crate::exposition::{self, RenderContext};
-use crate::poller::{self, PollContext};
-use crate::state::NodeState;
-use crate::target::Target;
+use crate::expose::state::NodeState;
+use crate::expose::{self, RenderContext};
+use crate::redis::target::Target;
 
 /// How long shutdown waits for pollers to finish their current poll.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,15 +36,15 @@ pub struct Shared {
     ctx: Arc<PollContext>,
     nodes: RwLock<BTreeMap<String, NodeEntry>>,
     /// The latest merged Redis Cluster topology (see topology.rs).
-    topology: RwLock<Arc<Vec<crate::topology::TopoNode>>>,
+    topology: RwLock<Arc<Vec<crate::expose::topology::TopoNode>>>,
     /// Discovered addresses not polled, and their counters (discovery.rs).
-    pub refused: crate::discovery::Refused,
+    pub refused: crate::collect::discovery::Refused,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
-    process: crate::process::Reader,
+    process: crate::expose::process::Reader,
     /// `--web.config.file`, re-read on change and on SIGHUP.
-    web: Option<Arc<crate::webconfig::WebConfigWatcher>>,
+    web: Option<Arc<crate::web::config::WebConfigWatcher>>,
     /// Used without a web config file: plain HTTP, no auth.
-    web_default: Arc<crate::webconfig::WebConfig>,
+    web_default: Arc<crate::web::config::WebConfig>,
     /// The runtimes the daemon's tasks run on (polls, HTTP), for
     /// `redis_vitals_tasks`.
     runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
@@ -63,10 +64,13 @@ impl Shared {
             cluster_refresh: config.cluster_refresh,
             topology_gen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             discovery: Arc::new(tokio::sync::Notify::new()),
-            schedule: crate::schedule::Schedule::new(config.poll.interval, config.poll.group_size),
+            schedule: crate::collect::schedule::Schedule::new(
+                config.poll.interval,
+                config.poll.group_size,
+            ),
         });
         let web = config.web_config.as_ref().map(|(path, initial)| {
-            Arc::new(crate::webconfig::WebConfigWatcher::new(
+            Arc::new(crate::web::config::WebConfigWatcher::new(
                 path.clone(),
                 initial.clone(),
             ))
@@ -77,10 +81,10 @@ impl Shared {
             ctx,
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
-            refused: crate::discovery::Refused::default(),
-            process: crate::process::Reader::new(),
+            refused: crate::collect::discovery::Refused::default(),
+            process: crate::expose::process::Reader::new(),
             web,
-            web_default: Arc::new(crate::webconfig::WebConfig::default()),
+            web_default: Arc::new(crate::web::config::WebConfig::default()),
             runtimes: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -144,18 +148,18 @@ impl Shared {
     }
 
     /// The web config for the next connection or request.
-    pub fn web(&self) -> Arc<crate::webconfig::WebConfig> {
+    pub fn web(&self) -> Arc<crate::web::config::WebConfig> {
         match &self.web {
             Some(w) => w.current(),
             None => self.web_default.clone(),
         }
     }
 
-    pub fn set_topology(&self, t: Vec<crate::topology::TopoNode>) {
+    pub fn set_topology(&self, t: Vec<crate::expose::topology::TopoNode>) {
         *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
     }
 
-    pub fn topology(&self) -> Arc<Vec<crate::topology::TopoNode>> {
+    pub fn topology(&self) -> Arc<Vec<crate::expose::topology::TopoNode>> {
         self.topology
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -189,7 +193,7 @@ impl Shared {
 
     /// A snapshot of the nodes as a page to stream: every node's series,
     /// or only `only_addr`'s (`/scrape`).
-    pub fn page(&self, only_addr: Option<String>) -> exposition::Page {
+    pub fn page(&self, only_addr: Option<String>) -> expose::Page {
         self.page_and_topology(only_addr).0
     }
 
@@ -199,7 +203,7 @@ impl Shared {
     pub fn page_and_topology(
         &self,
         only_addr: Option<String>,
-    ) -> (exposition::Page, Arc<Vec<crate::topology::TopoNode>>) {
+    ) -> (expose::Page, Arc<Vec<crate::expose::topology::TopoNode>>) {
         let topology = self.topology();
         let ctx = RenderContext {
             clock: self.clock,
@@ -217,14 +221,14 @@ impl Shared {
             discovery_refused: self.refused.counts(),
             only_addr,
         };
-        (exposition::Page::new(&self.nodes(), &ctx), topology)
+        (expose::Page::new(&self.nodes(), &ctx), topology)
     }
 
-    /// Age past which a node's data is shown down (exposition::stale_after):
+    /// Age past which a node's data is shown down (expose::stale_after):
     /// the longest gap between a node's polls plus the poll deadline.
     pub fn stale_after(&self) -> Duration {
         let poll = &self.config.poll;
-        exposition::stale_after(poll.interval, poll.timeout)
+        expose::stale_after(poll.interval, poll.timeout)
     }
 
     /// Nodes per poll group (see schedule.rs).
@@ -296,13 +300,45 @@ impl Shared {
             ));
         }
         let path = html_escape(&self.config.telemetry_path);
-        let refused = crate::topology::refused_section(self);
+        let refused = self.refused_section();
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>redis-vitals</title></head><body>\n\
              <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/sd\">Service discovery</a> · \
              <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a></p>\n\
              <table border=\"1\" cellpadding=\"4\"><tr><th>Node</th><th>Cluster</th><th>State</th><th>Detail</th></tr>\n{rows}</table>\n{refused}</body></html>\n",
             env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    /// The landing page's section on refused addresses (empty when none).
+    fn refused_section(&self) -> String {
+        use crate::web::html_escape;
+        let (shown, total) = self
+            .refused
+            .current(crate::collect::discovery::SHOWN_ON_PAGE);
+        if total == 0 {
+            return String::new();
+        }
+        let mut rows = String::new();
+        for r in &shown {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                html_escape(&r.addr),
+                html_escape(&r.cluster),
+                r.reason.as_str()
+            ));
+        }
+        let more = if total > shown.len() {
+            format!("<p>{} more not shown.</p>\n", total - shown.len())
+        } else {
+            String::new()
+        };
+        format!(
+            "<h2>Discovered addresses not polled ({total})</h2>\n\
+             <p>Listed by a cluster node but refused: outside <code>cluster.allowed-networks</code> \
+             (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
+             <code>poll.max-nodes</code>. Nothing is sent to them.</p>\n\
+             <table border=\"1\" cellpadding=\"4\"><tr><th>Address</th><th>Cluster</th><th>Reason</th></tr>\n{rows}</table>\n{more}"
         )
     }
 
@@ -316,6 +352,69 @@ impl Shared {
                 e.task
             })
             .collect()
+    }
+}
+
+impl Fleet for Shared {
+    fn nodes(&self) -> Vec<Arc<NodeState>> {
+        Shared::nodes(self)
+    }
+    fn node_count(&self) -> usize {
+        Shared::node_count(self)
+    }
+    fn knows(&self, addr: &str) -> bool {
+        Shared::knows(self, addr)
+    }
+    fn add_node(&self, target: Target) -> bool {
+        Shared::add_node(self, target)
+    }
+    fn remove_node(&self, addr: &str) -> bool {
+        Shared::remove_node(self, addr)
+    }
+    fn set_topology(&self, topology: Vec<crate::expose::topology::TopoNode>) {
+        Shared::set_topology(self, topology)
+    }
+    fn discovery_signal(&self) -> Arc<tokio::sync::Notify> {
+        Shared::discovery_signal(self)
+    }
+    fn settings(&self) -> &crate::config::DiscoverySettings {
+        &self.config.discovery
+    }
+    fn seeds(&self) -> &[Target] {
+        &self.config.targets
+    }
+    fn refused(&self) -> &crate::collect::discovery::Refused {
+        &self.refused
+    }
+}
+
+impl crate::web::Site for Shared {
+    fn web(&self) -> Arc<crate::web::config::WebConfig> {
+        Shared::web(self)
+    }
+    fn telemetry_path(&self) -> &str {
+        &self.config.telemetry_path
+    }
+    fn compression(&self) -> bool {
+        self.config.web_compression
+    }
+    fn page_and_topology(
+        &self,
+        only_addr: Option<String>,
+    ) -> (expose::Page, Arc<Vec<crate::expose::topology::TopoNode>>) {
+        Shared::page_and_topology(self, only_addr)
+    }
+    fn knows(&self, addr: &str) -> bool {
+        Shared::knows(self, addr)
+    }
+    fn ready(&self) -> bool {
+        Shared::ready(self)
+    }
+    fn service_discovery(&self) -> String {
+        Shared::service_discovery(self)
+    }
+    fn landing_page(&self) -> String {
+        Shared::landing_page(self)
     }
 }
 
@@ -337,7 +436,10 @@ pub async fn run_shared(
         shared.add_node(t);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let discovery = tokio::spawn(crate::topology::discover(shared.clone(), stop_rx.clone()));
+    let discovery = tokio::spawn(crate::collect::topology::discover(
+        shared.clone() as Arc<dyn Fleet>,
+        stop_rx.clone(),
+    ));
     let watcher = shared
         .web
         .clone()
@@ -387,7 +489,10 @@ fn start_http(
                         rt.block_on(async move {
                             shared.add_runtime(tokio::runtime::Handle::current());
                             match TcpListener::from_std(l) {
-                                Ok(l) => crate::web::serve(l, shared, stop).await,
+                                Ok(l) => {
+                                    crate::web::serve(l, shared as Arc<dyn crate::web::Site>, stop)
+                                        .await
+                                }
                                 Err(e) => tracing::error!(error = %e, "cannot serve HTTP"),
                             }
                         });
@@ -422,7 +527,7 @@ fn serve_here(
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        crate::web::serve(listener, shared, stop).await;
+        crate::web::serve(listener, shared as Arc<dyn crate::web::Site>, stop).await;
         let _ = tx.send(());
     });
     rx

@@ -134,3 +134,27 @@ impl fmt::Display for PollError {
         write!(f, "{}: {}", self.reason, self.detail)
     }
 }
+
+/// Why a discovered address is not polled. A fixed set: it is the `reason`
+/// label of `redis_vitals_discovery_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Outside the allowed networks (or not an IP literal).
+    NotAllowed,
+    /// Link-local (169.254.0.0/16, fe80::/10) and not listed explicitly.
+    LinkLocal,
+    /// `cluster.max-nodes` or `poll.max-nodes` reached.
+    Cap,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::NotAllowed, Refusal::LinkLocal, Refusal::Cap];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::LinkLocal => "link_local",
+            Refusal::Cap => "cap",
+        }
+    }
+}

@@ -12,7 +12,7 @@ use daemon_harness::TestDaemon;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The README's ACL line, as ACL SETUSER arguments.
+/// The ACL line of docs/configuration.md, as ACL SETUSER arguments.
 const LEAST_PRIVILEGE: &[&str] = &[
     "on",
     ">vitals-pw",

@@ -371,8 +371,8 @@ fn lex(expr: &str) -> Lexed {
 fn known_metrics() -> BTreeSet<String> {
     let root = dashboard_queries::repo_root();
     let mut known = BTreeSet::new();
-    let catalogue = fs::read_to_string(root.join("docs/metrics-catalogue.md"))
-        .expect("docs/metrics-catalogue.md is readable");
+    let catalogue =
+        fs::read_to_string(root.join("docs/metrics.md")).expect("docs/metrics.md is readable");
     for line in catalogue.lines().filter(|l| l.starts_with('|')) {
         let first = line.split('|').nth(1).unwrap_or("");
         for word in first.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
@@ -814,7 +814,7 @@ fn every_selector_filters_by_cluster_and_names_a_known_metric() {
             });
             f.check(known.contains(metric), || {
                 format!(
-                    "{metric:?} is neither in docs/metrics-catalogue.md nor a recording rule: {}",
+                    "{metric:?} is neither in docs/metrics.md nor a recording rule: {}",
                     where_(q)
                 )
             });

@@ -17,9 +17,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use redis_vitals::exposition::{render_observation, Kind, FAMILIES};
-use redis_vitals::info::{parse_info, Info};
-use redis_vitals::state::Observation;
+use redis_vitals::expose::state::Observation;
+use redis_vitals::expose::{render_observation, Kind, FAMILIES};
+use redis_vitals::parse::info::{parse_info, Info};
 
 const ADDR: &str = "127.0.0.1:6379";
 const PROMTOOL: &str = "/usr/bin/promtool";

@@ -26,16 +26,16 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use redis::{PushKind, Value, VerbatimFormat};
 
-use redis_vitals::cluster_parse::{
+use redis_vitals::config::Config;
+use redis_vitals::expose::render_observation;
+use redis_vitals::expose::state::Observation;
+use redis_vitals::parse::cluster::{
     parse_cluster_info, parse_cluster_info_lenient, parse_cluster_nodes,
     parse_cluster_nodes_lenient, parse_cluster_shards, ClusterInfo, Health, NodeLine, ParseError,
     Shard, ShardRole, CLUSTER_SLOTS, MAX_SLOT,
 };
-use redis_vitals::config::Config;
-use redis_vitals::exposition::render_observation;
-use redis_vitals::info::{parse_info, parse_number, Info};
-use redis_vitals::state::Observation;
-use redis_vitals::target::{parse_addr, redact_url, Endpoint};
+use redis_vitals::parse::info::{parse_info, parse_number, Info};
+use redis_vitals::redis::target::{parse_addr, redact_url, Endpoint};
 
 // ---------------------------------------------------------------------------
 // Runner settings
@@ -1277,7 +1277,7 @@ fn shard_model() -> impl Strategy<Value = Shard> {
     )
         .prop_map(
             |((id, ip, endpoint, hostname), (port, tls_port, master, offset), health)| {
-                redis_vitals::cluster_parse::ShardNode {
+                redis_vitals::parse::cluster::ShardNode {
                     id,
                     ip,
                     endpoint,
@@ -1484,7 +1484,7 @@ proptest! {
             prop_assert!((0..=1_000_000).contains(&a.db));
             prop_assert!(!a.addr.is_empty());
             if let Endpoint::Tcp { host, port } = &a.endpoint {
-                prop_assert_eq!(&a.addr, &redis_vitals::target::format_host_port(host, *port));
+                prop_assert_eq!(&a.addr, &redis_vitals::redis::target::format_host_port(host, *port));
                 prop_assert!(!host.is_empty());
             }
         }
@@ -1862,7 +1862,7 @@ fn config_loader_edge_cases() {
 // RESP replies (src/resp.rs): what the poller reads from every node
 // ---------------------------------------------------------------------------
 
-use redis_vitals::resp::{self, Framer, Reply, RespError};
+use redis_vitals::redis::resp::{self, Framer, Reply, RespError};
 
 /// RESP2 reply trees within the decoder's limits.
 fn reply_model() -> impl Strategy<Value = Reply> {

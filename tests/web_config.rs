@@ -24,7 +24,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
-use redis_vitals::webconfig::{
+use redis_vitals::web::config::{
     accept, unauthorized_response_headers, AuthError, WebConfig, WebConfigWatcher, POLL_INTERVAL,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::cluster_parse::{parse_cluster_info, parse_cluster_info_lenient};
-use redis_vitals::exposition::render_observation;
-use redis_vitals::info::Info;
-use redis_vitals::state::Observation;
+use redis_vitals::parse::cluster::{parse_cluster_info, parse_cluster_info_lenient};
+use redis_vitals::expose::render_observation;
+use redis_vitals::parse::info::Info;
+use redis_vitals::expose::state::Observation;
 use redis_vitals_fuzz::{check_error, check_exposition};
 
 fuzz_target!(|data: &[u8]| {

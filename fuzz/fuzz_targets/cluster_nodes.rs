@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::cluster_parse::{parse_cluster_nodes, parse_cluster_nodes_lenient};
+use redis_vitals::parse::cluster::{parse_cluster_nodes, parse_cluster_nodes_lenient};
 use redis_vitals_fuzz::{check_error, check_nodes};
 
 fuzz_target!(|data: &[u8]| {

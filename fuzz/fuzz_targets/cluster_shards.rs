@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::cluster_parse::parse_cluster_shards;
+use redis_vitals::parse::cluster::parse_cluster_shards;
 use redis_vitals_fuzz::{arb_value, check_shards};
 
 fuzz_target!(|data: &[u8]| {

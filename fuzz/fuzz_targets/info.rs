@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::exposition::render_observation;
-use redis_vitals::info::parse_info;
-use redis_vitals::state::Observation;
+use redis_vitals::expose::render_observation;
+use redis_vitals::parse::info::parse_info;
+use redis_vitals::expose::state::Observation;
 use redis_vitals_fuzz::{check_exposition, skip_known_bugs};
 
 fuzz_target!(|data: &[u8]| {

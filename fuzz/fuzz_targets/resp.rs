@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::resp::{decode, Framer};
+use redis_vitals::redis::resp::{decode, Framer};
 
 fuzz_target!(|data: &[u8]| {
     let whole = Framer::new().advance(data, 1 << 20);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_vitals::target::{format_host_port, parse_addr, redact_url, Endpoint};
+use redis_vitals::redis::target::{format_host_port, parse_addr, redact_url, Endpoint};
 
 fuzz_target!(|data: &[u8]| {
     let input = String::from_utf8_lossy(data);

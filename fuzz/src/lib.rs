@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use redis::{Value, VerbatimFormat};
-use redis_vitals::cluster_parse::{NodeLine, ParseError, Shard, CLUSTER_SLOTS, MAX_SLOT};
+use redis_vitals::parse::cluster::{NodeLine, ParseError, Shard, CLUSTER_SLOTS, MAX_SLOT};
 
 /// With `FUZZ_SKIP_KNOWN_BUGS=1`, targets steer around bugs that are
 /// already reported (see docs/fuzzing.md), so that a run explores past them

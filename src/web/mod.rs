@@ -34,7 +34,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::daemon::Shared;
 use config::AuthError;
 use guard::Guard;
 use pages::Pages;
@@ -59,16 +58,45 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What the HTTP side needs from the exporter, implemented by
+/// `daemon::Shared`: it only reads snapshots and settings, and never
+/// reaches into the daemon (a trait keeps that visible).
+pub trait Site: Send + Sync + 'static {
+    /// The web config for the next connection or request.
+    fn web(&self) -> Arc<config::WebConfig>;
+    /// `--web.telemetry-path`.
+    fn telemetry_path(&self) -> &str;
+    /// `--web.compression`.
+    fn compression(&self) -> bool;
+    /// A snapshot of every node (`None`) or one (`/scrape`), and the
+    /// topology it was rendered with.
+    fn page_and_topology(
+        &self,
+        only_addr: Option<String>,
+    ) -> (
+        crate::expose::Page,
+        Arc<Vec<crate::expose::topology::TopoNode>>,
+    );
+    /// Whether the exporter polls this node (`/scrape` serves no other).
+    fn knows(&self, addr: &str) -> bool;
+    /// Every known node has been polled once (`/-/ready`).
+    fn ready(&self) -> bool;
+    /// `/sd`: Prometheus HTTP service-discovery JSON.
+    fn service_discovery(&self) -> String;
+    /// `/`: the landing page.
+    fn landing_page(&self) -> String;
+}
+
 /// What every connection of one server shares.
 struct Server {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Site>,
     slots: Arc<Slots>,
     guard: Guard,
     pages: Pages,
 }
 
 /// Accepts connections until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, shared: Arc<dyn Site>, mut stop: watch::Receiver<bool>) {
     let server = Arc::new(Server {
         shared,
         slots: Arc::new(Slots::default()),
@@ -408,7 +436,7 @@ fn route(server: &Server, track: &Arc<Track>, req: &Request<Incoming>) -> Answer
     }
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    if path == shared.config.telemetry_path {
+    if path == shared.telemetry_path() {
         return metrics(server, track, req, None);
     }
     match path {
@@ -450,7 +478,7 @@ fn metrics(
     let (fresh, topology) = shared.page_and_topology(only.clone());
     let page = server.pages.get(only, fresh, topology);
     page.sent_by(track);
-    let gzip = shared.config.web_compression && accepts_gzip(req);
+    let gzip = shared.compression() && accepts_gzip(req);
     let mut a = Answer {
         status: StatusCode::OK,
         content_type: TEXT_FORMAT,
@@ -508,7 +536,7 @@ fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &
         return text(StatusCode::BAD_REQUEST, "missing ?target=host:port\n");
     };
     // Accept the forms Prometheus relabelling produces: host:port or a URL.
-    let addr = match crate::target::parse_addr(&target) {
+    let addr = match crate::redis::target::parse_addr(&target) {
         Ok(p) => p.addr,
         Err(_) => target.clone(),
     };

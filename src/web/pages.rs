@@ -23,8 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::exposition::Page;
-use crate::topology::TopoNode;
+use crate::expose::topology::TopoNode;
+use crate::expose::Page;
 use crate::web::slots::Track;
 
 /// Requests within this long of a render, for the same view and the same

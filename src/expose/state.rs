@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::cluster_parse::{ClusterInfo, NodeLine};
-use crate::derive::History;
 use crate::error::{PollError, Reason};
-use crate::info::Info;
-use crate::target::Target;
+use crate::parse::cluster::{ClusterInfo, NodeLine};
+use crate::parse::info::Info;
+use crate::redis::target::Target;
+use crate::signals::History;
 
 /// The INFO fields read after the poll that fetched them: the role
 /// (landing page, `/sd`, discovery) and what replication lag joins across
@@ -78,10 +78,10 @@ pub struct NodeStatus {
     pub last: Option<Arc<Observation>>,
     /// `last`'s series, pre-rendered with the node's labels (see
     /// exposition::render_node); set and cleared together with `last`.
-    pub rendered: Option<Arc<crate::exposition::NodeText>>,
+    pub rendered: Option<Arc<crate::expose::catalogue::NodeText>>,
     /// The state lines (up, poll counters, hit ratio) as of the last poll,
     /// rendered by the poller after it updated the fields below.
-    pub state_text: Option<Arc<crate::exposition::StateText>>,
+    pub state_text: Option<Arc<crate::expose::catalogue::StateText>>,
     pub last_error: Option<PollError>,
     pub last_success: Option<Instant>,
     pub last_poll_duration: Option<Duration>,
@@ -112,7 +112,7 @@ pub struct NodeStatus {
 pub enum ParseErrorKind {
     /// A CLUSTER NODES line that does not parse; the other lines are kept.
     ClusterNodesLine,
-    /// CLUSTER NODES lines beyond [`crate::poller::MAX_VIEW_LINES`].
+    /// CLUSTER NODES lines beyond [`crate::collect::poller::MAX_VIEW_LINES`].
     ClusterNodesTruncated,
     /// A CLUSTER INFO field whose value does not parse; the rest is kept.
     ClusterInfoField,

@@ -16,8 +16,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{PollError, Reason};
-use crate::resp::{self, Framer, Reply, RespError};
-use crate::target::{Endpoint, Target};
+use crate::redis::resp::{self, Framer, Reply, RespError};
+use crate::redis::target::{Endpoint, Target};
 
 /// Most bytes a node may send during one poll. The largest legitimate reply
 /// is CLUSTER NODES of a 1000-node cluster (~200 KB) or INFO with thousands

@@ -24,32 +24,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::cluster_parse::NodeLine;
-use crate::daemon::Shared;
-use crate::discovery::{Refusal, RefusedAddr, Trust};
-use crate::exposition::{Out, F};
-use crate::target::{format_host_port, Endpoint, Target};
-
-/// One node of a Redis Cluster as the cluster sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopoNode {
-    pub addr: String,
-    pub cluster: String,
-    pub node_id: String,
-    /// `master` or `replica`.
-    pub role: &'static str,
-    /// Stable identity of the master+replicas group: the master's first
-    /// slot range (`0-5460`), which a failover hands to the new master
-    /// unchanged; `node-<id prefix>` for a master without slots.
-    pub shard: String,
-    /// Empty for masters.
-    pub master_addr: String,
-    pub slots: u32,
-    pub fail: bool,
-    pub pfail: bool,
-    /// `None` when no peer has an opinion (a one-node cluster).
-    pub link_up: Option<bool>,
-}
+use crate::collect::discovery::{Refusal, RefusedAddr, Trust};
+pub use crate::expose::topology::TopoNode;
+use crate::parse::cluster::NodeLine;
+use crate::redis::target::{format_host_port, Endpoint, Target};
 
 /// One polled node, as the merge needs it.
 #[derive(Debug)]
@@ -358,37 +336,30 @@ impl UnionFind {
     }
 }
 
-/// Emits the topology families.
-pub fn render(out: &mut Out, topology: &[TopoNode], only_addr: Option<&str>) {
-    for n in topology {
-        if only_addr.is_some_and(|a| a != n.addr) {
-            continue;
-        }
-        let base = [("addr", n.addr.as_str()), ("cluster", n.cluster.as_str())];
-        out.push(
-            F::ClusterNodeInfo,
-            &[
-                base[0],
-                base[1],
-                ("node_id", n.node_id.as_str()),
-                ("role", n.role),
-                ("shard", n.shard.as_str()),
-                ("master_addr", n.master_addr.as_str()),
-            ],
-            1.0,
-        );
-        out.push(F::ClusterNodeSlots, &base, n.slots as f64);
-        out.push(F::ClusterNodeFail, &base, if n.fail { 1.0 } else { 0.0 });
-        out.push(F::ClusterNodePfail, &base, if n.pfail { 1.0 } else { 0.0 });
-        if let Some(up) = n.link_up {
-            out.push(F::ClusterNodeLinkUp, &base, if up { 1.0 } else { 0.0 });
-        }
-    }
+/// The registry of polled nodes as discovery needs it, implemented by
+/// `daemon::Shared`: discovery decides which nodes to poll, the registry
+/// starts and stops their pollers. A trait, so that collection does not
+/// reach up into the daemon.
+pub trait Fleet: Send + Sync {
+    /// Every polled node, in address order.
+    fn nodes(&self) -> Vec<Arc<crate::expose::state::NodeState>>;
+    fn node_count(&self) -> usize;
+    fn knows(&self, addr: &str) -> bool;
+    /// Starts polling `target` unless its address is polled already.
+    fn add_node(&self, target: Target) -> bool;
+    fn remove_node(&self, addr: &str) -> bool;
+    fn set_topology(&self, topology: Vec<TopoNode>);
+    /// Notified by pollers when a node's inputs to discovery change.
+    fn discovery_signal(&self) -> Arc<tokio::sync::Notify>;
+    fn settings(&self) -> &crate::config::DiscoverySettings;
+    /// The configured targets (the seeds).
+    fn seeds(&self) -> &[Target];
+    fn refused(&self) -> &crate::collect::discovery::Refused;
 }
 
 /// Keeps the set of polled nodes and the topology snapshot in step with each
 /// cluster's views until `stop` turns true.
-pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn discover(shared: Arc<dyn Fleet>, mut stop: watch::Receiver<bool>) {
     let mut last: Option<Inputs> = None;
     let wake = shared.discovery_signal();
     loop {
@@ -405,11 +376,11 @@ pub async fn discover(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         // The merge is a pure function of these inputs: skip it when none
         // moved.
-        let inputs = Inputs::of(&shared);
+        let inputs = Inputs::of(&*shared);
         if last.as_ref().is_some_and(|l| l.same_as(&inputs)) {
             continue;
         }
-        refresh(&shared);
+        refresh(&*shared);
         last = Some(inputs);
     }
 }
@@ -420,7 +391,7 @@ const DISCOVERY_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// 0 down, 1 master, 2 replica, 3 anything else: what discovery needs of a
 /// node's INFO role.
-pub fn role_code(obs: Option<&crate::state::Observation>) -> u8 {
+pub fn role_code(obs: Option<&crate::expose::state::Observation>) -> u8 {
     match obs.map(|o| o.info.get("role")) {
         None => 0,
         Some(Some("master")) => 1,
@@ -436,10 +407,14 @@ pub fn role_code(obs: Option<&crate::state::Observation>) -> u8 {
 struct Inputs(Vec<Input>);
 
 /// (node, its CLUSTER NODES view, [`role_code`])
-type Input = (Arc<crate::state::NodeState>, Option<Arc<Vec<NodeLine>>>, u8);
+type Input = (
+    Arc<crate::expose::state::NodeState>,
+    Option<Arc<Vec<NodeLine>>>,
+    u8,
+);
 
 impl Inputs {
-    fn of(shared: &Shared) -> Inputs {
+    fn of(shared: &dyn Fleet) -> Inputs {
         Inputs(
             shared
                 .nodes()
@@ -476,8 +451,8 @@ const LOG_ADDED_ADDRS: usize = 5;
 /// The trust check for this pass: `cluster.allowed-networks` when set,
 /// else the networks of the configured seeds' addresses (an IP literal, or
 /// the address its last connection reached).
-fn trust_of(shared: &Shared, nodes: &[Arc<crate::state::NodeState>]) -> Trust {
-    if let Some(networks) = &shared.config.discovery.allowed_networks {
+fn trust_of(shared: &dyn Fleet, nodes: &[Arc<crate::expose::state::NodeState>]) -> Trust {
+    if let Some(networks) = &shared.settings().allowed_networks {
         return Trust::explicit(networks);
     }
     let seeds = nodes
@@ -495,50 +470,19 @@ fn trust_of(shared: &Shared, nodes: &[Arc<crate::state::NodeState>]) -> Trust {
     Trust::from_seeds(seeds.collect::<Vec<_>>())
 }
 
-/// The landing page's section on refused addresses (empty when none).
-pub fn refused_section(shared: &Shared) -> String {
-    use crate::web::html_escape;
-    let (shown, total) = shared.refused.current(crate::discovery::SHOWN_ON_PAGE);
-    if total == 0 {
-        return String::new();
-    }
-    let mut rows = String::new();
-    for r in &shown {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            html_escape(&r.addr),
-            html_escape(&r.cluster),
-            r.reason.as_str()
-        ));
-    }
-    let more = if total > shown.len() {
-        format!("<p>{} more not shown.</p>\n", total - shown.len())
-    } else {
-        String::new()
-    };
-    format!(
-        "<h2>Discovered addresses not polled ({total})</h2>\n\
-         <p>Listed by a cluster node but refused: outside <code>cluster.allowed-networks</code> \
-         (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
-         <code>poll.max-nodes</code>. Nothing is sent to them.</p>\n\
-         <table border=\"1\" cellpadding=\"4\"><tr><th>Address</th><th>Cluster</th><th>Reason</th></tr>\n{rows}</table>\n{more}"
-    )
-}
-
 /// One discovery pass.
-pub fn refresh(shared: &Shared) {
+pub fn refresh(shared: &dyn Fleet) {
     let nodes = shared.nodes();
     let seeds: HashMap<&str, usize> = shared
-        .config
-        .targets
+        .seeds()
         .iter()
         .enumerate()
         .map(|(i, t)| (t.addr.as_str(), i))
         .collect();
     // Copy what the merge needs out of the locks.
     type Copied = (
-        Arc<crate::state::NodeState>,
-        Option<Arc<crate::state::Observation>>,
+        Arc<crate::expose::state::NodeState>,
+        Option<Arc<crate::expose::state::Observation>>,
         Arc<str>,
     );
     let snapshot: Vec<Copied> = nodes
@@ -566,7 +510,7 @@ pub fn refresh(shared: &Shared) {
         })
         .collect();
     let groups = build(&members);
-    let settings = &shared.config.discovery;
+    let settings = &shared.settings();
     let trust = trust_of(shared, &nodes);
     let mut refused: Vec<RefusedAddr> = Vec::new();
     let mut total = shared.node_count();
@@ -586,7 +530,7 @@ pub fn refresh(shared: &Shared) {
                 st.cluster = Arc::from(g.name.as_str());
                 // Re-label the pre-rendered series now, not at the next poll.
                 if let Some(obs) = st.last.clone() {
-                    let text = crate::exposition::render_node(&obs, &node.target.addr, &g.name);
+                    let text = crate::expose::render_node(&obs, &node.target.addr, &g.name);
                     st.rendered = Some(Arc::new(text));
                 }
             }
@@ -676,14 +620,14 @@ pub fn refresh(shared: &Shared) {
         );
     }
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
-    shared.refused.record(&names, refused);
+    shared.refused().record(&names, refused);
     shared.set_topology(topology);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster_parse::parse_cluster_nodes;
+    use crate::parse::cluster::parse_cluster_nodes;
 
     fn fixture(name: &str) -> Vec<NodeLine> {
         let path = format!(
@@ -826,7 +770,7 @@ mod tests {
             id: "f".repeat(40),
             ip: "127.0.0.1".into(),
             port: 1,
-            flags: crate::cluster_parse::NodeFlags {
+            flags: crate::parse::cluster::NodeFlags {
                 myself: true,
                 master: true,
                 ..Default::default()

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::info::Info;
+use crate::parse::info::Info;
 
 /// Most samples kept per history. With the shortest interval (50 ms) and the
 /// default 1 m window this still covers the window; it bounds memory per
@@ -468,14 +468,14 @@ mod tests {
 
     #[test]
     fn ratios_guard_zero_limits() {
-        let info = crate::info::parse_info(
+        let info = crate::parse::info::parse_info(
             "connected_clients:8\r\nconnected_slaves:1\r\ncluster_connections:1\r\nused_memory:50\r\nmaxmemory:0\r\n",
         );
         assert_eq!(clients_saturation(&info, Some(20)), Some(0.5));
         assert_eq!(clients_saturation(&info, Some(0)), None);
         assert_eq!(clients_saturation(&info, None), None);
         assert_eq!(memory_used_ratio(&info), None);
-        let info = crate::info::parse_info("used_memory:50\r\nmaxmemory:200\r\n");
+        let info = crate::parse::info::parse_info("used_memory:50\r\nmaxmemory:200\r\n");
         assert_eq!(memory_used_ratio(&info), Some(0.25));
         assert_eq!(lag_bytes(10, 20), 0);
         assert_eq!(lag_bytes(30, 20), 10);

@@ -22,7 +22,7 @@ pub struct ReplicaLine {
 
 impl ReplicaLine {
     pub fn addr(&self) -> String {
-        crate::target::format_host_port(&self.ip, self.port)
+        crate::redis::target::format_host_port(&self.ip, self.port)
     }
 }
 

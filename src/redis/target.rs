@@ -59,7 +59,7 @@ pub struct Target {
     /// Whether this target was configured (a seed) or found by discovery.
     pub discovered: bool,
     /// TLS settings for `rediss://` targets.
-    pub tls: Option<crate::tls::TlsClient>,
+    pub tls: Option<crate::redis::tls::TlsClient>,
 }
 
 /// Formats `host:port`, bracketing IPv6 literals so the label parses back.

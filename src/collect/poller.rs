@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::cluster_parse;
+use crate::collect::schedule::Seat;
 use crate::config::PollSettings;
-use crate::conn::Conn;
-use crate::derive::Counters;
 use crate::error::{PollError, Reason};
-use crate::info::{self, Info};
-use crate::resp::Reply;
-use crate::schedule::Seat;
-use crate::state::{NodeState, Observation, ParseErrorKind};
-use crate::target::Target;
+use crate::expose::state::{NodeState, Observation, ParseErrorKind};
+use crate::parse::cluster;
+use crate::parse::info::{self, Info};
+use crate::redis::conn::Conn;
+use crate::redis::resp::Reply;
+use crate::redis::target::Target;
+use crate::signals::Counters;
 
 /// Settings every poller shares.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub struct PollContext {
     /// timer: a fleet without cluster nodes costs no discovery wake-ups.
     pub discovery: Arc<tokio::sync::Notify>,
     /// When each node polls (groups share tick times; see schedule.rs).
-    pub schedule: Arc<crate::schedule::Schedule>,
+    pub schedule: Arc<crate::collect::schedule::Schedule>,
 }
 
 /// Connection attempts in flight for nodes not known to be bad: nodes that
@@ -185,8 +185,8 @@ const DETAIL_SECTIONS: &[&str] = &["commandstats", "latencystats"];
 #[derive(Debug, Clone)]
 struct Detail {
     at: Instant,
-    commands: Arc<Vec<crate::info::CommandStat>>,
-    latencies: Arc<Vec<crate::info::LatencyStat>>,
+    commands: Arc<Vec<crate::parse::info::CommandStat>>,
+    latencies: Arc<Vec<crate::parse::info::LatencyStat>>,
     /// Only carried for servers before 7.0, whose cheap `INFO` (default
     /// sections) lacks errorstats.
     errors: Vec<(String, u64)>,
@@ -249,7 +249,7 @@ async fn optional_query(
 struct ClusterMemory {
     /// (current_epoch, known_nodes, size, state_ok, slots_pfail, slots_fail, role)
     fingerprint: Option<(u64, u64, u64, bool, u64, u64, String)>,
-    nodes: Option<Arc<Vec<cluster_parse::NodeLine>>>,
+    nodes: Option<Arc<Vec<cluster::NodeLine>>>,
     fetched_at: Option<Instant>,
     seen_gen: u64,
     /// Parse-error kinds already logged for this node (logged once each).
@@ -276,7 +276,7 @@ fn count_parse_errors(
 
 /// Keeps at most `max` lines of a view, the node's own line among them;
 /// returns how many were cut.
-pub fn truncate_view(nodes: &mut Vec<cluster_parse::NodeLine>, max: usize) -> usize {
+pub fn truncate_view(nodes: &mut Vec<cluster::NodeLine>, max: usize) -> usize {
     if nodes.len() <= max || max == 0 {
         return 0;
     }
@@ -367,7 +367,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     let st = node.status();
                     (st.cluster.clone(), st.rendered.clone())
                 };
-                let rendered = crate::exposition::render_node_with(
+                let rendered = crate::expose::render_node_with(
                     &obs,
                     &node.target.addr,
                     &label,
@@ -376,9 +376,10 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 drop(prev);
                 let input = (
                     obs.cluster_nodes.clone(),
-                    crate::topology::role_code(Some(&obs)),
+                    crate::collect::topology::role_code(Some(&obs)),
                 );
-                obs.info.retain_fields(crate::state::KEPT_AFTER_POLL);
+                obs.info
+                    .retain_fields(crate::expose::state::KEPT_AFTER_POLL);
                 let mut st = node.status();
                 st.history
                     .record(at, &counters, ctx.hit_window, ctx.lag_history);
@@ -391,7 +392,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.polled_once = true;
                 st.polls_total += 1;
                 st.cluster_enabled = caps.cluster_enabled;
-                let state = crate::exposition::render_state(&node.target.addr, &st, ctx.hit_window);
+                let state = crate::expose::render_state(&node.target.addr, &st, ctx.hit_window);
                 st.state_text = Some(Arc::new(state));
                 drop(st);
                 tell_discovery(&ctx, &mut told, input);
@@ -436,10 +437,14 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 st.last_error = Some(e);
                 st.polled_once = true;
                 st.polls_total += 1;
-                let state = crate::exposition::render_state(&node.target.addr, &st, ctx.hit_window);
+                let state = crate::expose::render_state(&node.target.addr, &st, ctx.hit_window);
                 st.state_text = Some(Arc::new(state));
                 drop(st);
-                tell_discovery(&ctx, &mut told, (None, crate::topology::role_code(None)));
+                tell_discovery(
+                    &ctx,
+                    &mut told,
+                    (None, crate::collect::topology::role_code(None)),
+                );
             }
         }
 
@@ -465,7 +470,7 @@ async fn wait_turn(seat: &mut Seat, at: Option<tokio::time::Instant>) {
 }
 
 /// A node's input to discovery: its CLUSTER NODES view and role code.
-type DiscoveryInput = (Option<Arc<Vec<cluster_parse::NodeLine>>>, u8);
+type DiscoveryInput = (Option<Arc<Vec<cluster::NodeLine>>>, u8);
 
 /// Wakes discovery if this node's input differs from what it last told.
 fn tell_discovery(ctx: &PollContext, told: &mut Option<DiscoveryInput>, now: DiscoveryInput) {
@@ -660,10 +665,7 @@ async fn poll_commands(
         .await?;
         // A malformed field (or a reply that is no CLUSTER INFO at all)
         // costs that field, counted, not the node's INFO.
-        let ci = match text
-            .as_deref()
-            .map(cluster_parse::parse_cluster_info_lenient)
-        {
+        let ci = match text.as_deref().map(cluster::parse_cluster_info_lenient) {
             Some(Ok((ci, errors))) => {
                 count_parse_errors(
                     node,
@@ -721,7 +723,7 @@ async fn poll_commands(
             {
                 // Bad lines are dropped and counted; the good ones and the
                 // node's INFO are kept.
-                let (mut nodes, errors) = cluster_parse::parse_cluster_nodes_lenient(&text);
+                let (mut nodes, errors) = cluster::parse_cluster_nodes_lenient(&text);
                 drop(text);
                 count_parse_errors(
                     node,
@@ -860,7 +862,7 @@ mod tests {
                 format!("id{i} 10.0.0.{i}:6379@16379 {flags} - 0 0 1 connected\n")
             })
             .collect();
-        let mut nodes = cluster_parse::parse_cluster_nodes(&text).unwrap();
+        let mut nodes = cluster::parse_cluster_nodes(&text).unwrap();
         assert_eq!(truncate_view(&mut nodes, 20), 0);
         assert_eq!(truncate_view(&mut nodes, 4), 6);
         assert_eq!(nodes.len(), 4);
