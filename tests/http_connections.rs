@@ -343,9 +343,11 @@ fn requests_it_does_not_serve_get_a_status_and_lose_nothing_else() {
 // asserts that a scraper on another address is answered, every time, within
 // SCRAPE_BOUND.
 
-/// Longest a legitimate scrape may take while an attack runs: well under
-/// Prometheus' default 10 s scrape timeout, with room for a busy CI machine.
-const SCRAPE_BOUND: Duration = Duration::from_secs(3);
+/// Longest a legitimate scrape may take while an attack runs: half of
+/// Prometheus' default 10 s scrape timeout. Quiet, the worst seen is under
+/// 0.1 s; on this 2-core machine with three builds running beside the
+/// test, a debug build once took 3.2 s.
+const SCRAPE_BOUND: Duration = Duration::from_secs(5);
 
 /// A TCP connection from the loopback address `127.a.b.c` (`src`).
 fn connect_from(src: [u8; 4], to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
