@@ -30,7 +30,11 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
+        let bound = addr
+            .parse()
+            .map_err(std::io::Error::other)
+            .and_then(redis_vitals::web::bind);
+        let listener = match bound {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("redis-vitals: cannot listen on {addr}: {e}");

@@ -450,6 +450,29 @@ async fn authorize_async_matches_authorize() {
     );
 }
 
+/// A request whose connection closes while its password check waits or
+/// runs is cancelled; the queue of checks must not keep counting it, or
+/// after a few every check answers Busy (429), a legitimate one included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_password_checks_do_not_fill_the_queue() {
+    let pki = Pki::new();
+    let cfg = Arc::new(pki.load("good/basic_auth.yml"));
+    let limit =
+        redis_vitals::web::config::BCRYPT_CONCURRENCY + redis_vitals::web::config::BCRYPT_QUEUE;
+    for i in 0..3 * limit {
+        let check = cfg
+            .clone()
+            .authorize_async(Some(basic(BOB.0, &format!("guess-{i}"))));
+        // Cancelled while it waits for, or runs, bcrypt.
+        let _ = tokio::time::timeout(Duration::from_micros(50), check).await;
+    }
+    assert_eq!(
+        cfg.clone().authorize_async(Some(basic(BOB.0, BOB.1))).await,
+        Ok(()),
+        "the queue still counts cancelled checks"
+    );
+}
+
 #[test]
 fn unauthorized_headers_name_the_realm() {
     let [(name, value)] = unauthorized_response_headers();

@@ -955,18 +955,31 @@ impl WebConfig {
         };
         static GATE: Semaphore = Semaphore::const_new(BCRYPT_CONCURRENCY);
         static WAITING: AtomicU64 = AtomicU64::new(0);
+        /// Counts a check from its admission until it ends, cancelled (its
+        /// connection closed mid-check) or not: a leaked count would make
+        /// every later check answer Busy.
+        struct Waiting;
+        impl Drop for Waiting {
+            fn drop(&mut self) {
+                WAITING.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         if WAITING.fetch_add(1, Ordering::AcqRel) >= (BCRYPT_CONCURRENCY + BCRYPT_QUEUE) as u64 {
             WAITING.fetch_sub(1, Ordering::AcqRel);
             return Err(AuthError::Busy);
         }
-        let result = match GATE.acquire().await {
-            Ok(_permit) => tokio::task::spawn_blocking(move || self.auth.verify(creds))
-                .await
-                .unwrap_or(Err(AuthError::Denied)),
+        let _waiting = Waiting;
+        match GATE.acquire().await {
+            // The permit goes with the bcrypt work: a cancelled request
+            // cannot free its slot while its bcrypt still runs.
+            Ok(permit) => tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                self.auth.verify(creds)
+            })
+            .await
+            .unwrap_or(Err(AuthError::Denied)),
             Err(_) => Err(AuthError::Busy),
-        };
-        WAITING.fetch_sub(1, Ordering::AcqRel);
-        result
+        }
     }
 
     fn authorize_fast(&self, authorization: Option<&str>) -> Fast {

@@ -55,10 +55,9 @@ impl TokenBucket {
         }
     }
 
-    /// Whether a token is there, without taking it.
-    fn has(&self, interval: Duration, burst: u32, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() / interval.as_secs_f64();
-        (self.tokens + refill).min(f64::from(burst)) >= 1.0
+    /// Gives back a token taken for something that did not happen.
+    fn refund(&mut self, burst: u32) {
+        self.tokens = (self.tokens + 1.0).min(f64::from(burst));
     }
 }
 
@@ -108,20 +107,20 @@ impl Guard {
         })
     }
 
-    /// Whether `peer` may have a password checked now; false: answer 429
-    /// without running bcrypt.
-    pub fn may_check_password(&self, peer: IpAddr) -> bool {
-        self.with(peer, |s, now| {
-            s.failures.has(AUTH_FAILURE_REFILL, AUTH_FAILURE_BURST, now)
-        })
-    }
-
-    /// A password check from `peer` failed.
-    pub fn password_failed(&self, peer: IpAddr) {
+    /// Takes one of `peer`'s password checks before it runs, so that
+    /// concurrent requests from one source cannot all pass while a check is
+    /// in flight; false: answer 429 without running bcrypt.
+    pub fn charge_password_check(&self, peer: IpAddr) -> bool {
         self.with(peer, |s, now| {
             s.failures
                 .take(AUTH_FAILURE_REFILL, AUTH_FAILURE_BURST, now)
-        });
+        })
+    }
+
+    /// The check charged to `peer` succeeded (or never ran): it does not
+    /// count as a failure.
+    pub fn refund_password_check(&self, peer: IpAddr) {
+        self.with(peer, |s, _| s.failures.refund(AUTH_FAILURE_BURST));
     }
 
     #[cfg(test)]
@@ -141,12 +140,17 @@ mod tests {
     #[test]
     fn failures_are_counted_per_source() {
         let g = Guard::default();
+        // Concurrent checks are charged up front: no more than the burst
+        // can be in flight, whatever their outcome.
         for _ in 0..AUTH_FAILURE_BURST {
-            assert!(g.may_check_password(ip(0, 1)));
-            g.password_failed(ip(0, 1));
+            assert!(g.charge_password_check(ip(0, 1)));
         }
-        assert!(!g.may_check_password(ip(0, 1)));
-        assert!(g.may_check_password(ip(0, 2)));
+        assert!(!g.charge_password_check(ip(0, 1)));
+        assert!(g.charge_password_check(ip(0, 2)));
+        // A check that succeeds is given back.
+        g.refund_password_check(ip(0, 1));
+        assert!(g.charge_password_check(ip(0, 1)));
+        assert!(!g.charge_password_check(ip(0, 1)));
     }
 
     #[test]
@@ -164,7 +168,7 @@ mod tests {
     fn the_source_table_is_bounded() {
         let g = Guard::default();
         for i in 0..MAX_TRACKED_SOURCES + 100 {
-            g.password_failed(ip((i / 256) as u8, i as u8));
+            g.charge_password_check(ip((i / 256) as u8, i as u8));
         }
         assert_eq!(g.tracked(), MAX_TRACKED_SOURCES);
     }

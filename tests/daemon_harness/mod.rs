@@ -53,9 +53,9 @@ impl TestDaemon {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
+                // As main.rs binds: the daemon's own listen backlog.
+                let listener =
+                    redis_vitals::web::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
                 addr_tx
                     .send(listener.local_addr().expect("addr"))
                     .expect("send addr");
