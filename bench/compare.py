@@ -26,6 +26,7 @@ import concurrent.futures
 import ctypes
 import datetime
 import glob
+import gzip
 import http.client
 import json
 import os
@@ -397,7 +398,11 @@ class Scraper:
         return c
 
     def get(self, path):
-        """(status, body, seconds). Retries once on a dropped keep-alive."""
+        """(status, body, seconds). Retries once on a dropped keep-alive.
+
+        A gzip body is returned decompressed (the checks and parsers read
+        text); the bytes on the wire are left in `wire_bytes()`. The time
+        ends at the last body byte, before decompression."""
         for attempt in range(2):
             c = self._conn()
             t0 = time.perf_counter()
@@ -406,6 +411,9 @@ class Scraper:
                 r = c.getresponse()
                 body = r.read()
                 dt = time.perf_counter() - t0
+                self.local.wire = len(body)
+                if r.getheader("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 return r.status, body, dt
             except (http.client.HTTPException, OSError):
                 c.close()
@@ -413,6 +421,10 @@ class Scraper:
                 if attempt == 1:
                     raise
         raise BenchError("unreachable")
+
+    def wire_bytes(self):
+        """Body bytes on the wire of this thread's last get()."""
+        return getattr(self.local, "wire", 0)
 
     def close_all(self):
         c = getattr(self.local, "conn", None)
@@ -562,7 +574,7 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
         def peer_one(path):
             st, body, dt = scraper.get(path)
             ok = st == 200 and b"\nredis_up 1" in body
-            return ok, dt, len(body)
+            return ok, dt, scraper.wire_bytes()
 
         def one_round(_k):
             if kind == "vitals":
@@ -580,7 +592,7 @@ def measure_phase(kind, fleet, args, run_idx, tmp, idle_rate_ns_per_node_s):
                             detail["span_polls"] += int(p - last_polls[a])
 
                     lat.append(dt)
-                    sizes.append(len(body))
+                    sizes.append(scraper.wire_bytes())
                     if sum(1 for v in up.values() if v == 1.0) != n:
                         failures[0] += 1
                     # One duration sample per new poll of a node.
