@@ -27,30 +27,11 @@
 //! releases. Changing this function reshuffles every fleet; the unit tests
 //! pin some values.
 
-/// `--shard.index` / `--shard.count`: this replica's place among `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardSettings {
-    pub index: u32,
-    pub count: u32,
-}
+pub use crate::config::ShardSettings;
 
-impl Default for ShardSettings {
-    /// One replica owns everything.
-    fn default() -> Self {
-        ShardSettings { index: 0, count: 1 }
-    }
-}
-
-impl ShardSettings {
-    /// Whether the fleet is split at all.
-    pub fn enabled(&self) -> bool {
-        self.count > 1
-    }
-
-    /// Whether this replica owns `unit`.
-    pub fn owns(&self, unit: &str) -> bool {
-        !self.enabled() || owner(unit, self.count) == self.index
-    }
+/// Whether the replica `s` describes owns `unit`.
+pub fn owns(s: &ShardSettings, unit: &str) -> bool {
+    !s.enabled() || owner(unit, s.count) == s.index
 }
 
 /// The unit of a Redis Cluster node: its cluster and master+replicas group.
@@ -102,24 +83,6 @@ pub fn owner(unit: &str, count: u32) -> u32 {
         .unwrap_or(0)
 }
 
-/// Parses `--shard.index`: a number, or a name ending in `-N` (a
-/// StatefulSet pod's name, `redis-vitals-2`), whose `N` is taken.
-pub fn parse_index(value: &str) -> Result<u32, String> {
-    let v = value.trim();
-    let digits = match v.rsplit_once('-') {
-        Some((name, n)) if !name.is_empty() => n,
-        _ => v,
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{value:?} is neither a number nor a StatefulSet pod name ending in -N"
-        ));
-    }
-    digits
-        .parse::<u32>()
-        .map_err(|_| format!("{value:?}: the index is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,10 +102,15 @@ mod tests {
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
         // The owners of a few units: a change here reshuffles every
         // sharded fleet on upgrade, so it must be deliberate.
-        let got: Vec<u32> = ["addr/a:1", "addr/b:1", "cluster/c/0-5460", "cluster/c/5461-10922"]
-            .iter()
-            .map(|u| owner(u, 3))
-            .collect();
+        let got: Vec<u32> = [
+            "addr/a:1",
+            "addr/b:1",
+            "cluster/c/0-5460",
+            "cluster/c/5461-10922",
+        ]
+        .iter()
+        .map(|u| owner(u, 3))
+        .collect();
         assert_eq!(got, PINNED, "rendezvous owners changed");
     }
     const PINNED: [u32; 4] = [0, 1, 1, 1];
@@ -152,7 +120,7 @@ mod tests {
         let s = ShardSettings::default();
         assert!(!s.enabled());
         for k in keys(100) {
-            assert!(s.owns(&k));
+            assert!(owns(&s, &k));
             assert_eq!(owner(&k, 1), 0);
         }
     }
@@ -168,7 +136,10 @@ mod tests {
             let mean = ks.len() as f64 / f64::from(count);
             for (i, &n) in per.iter().enumerate() {
                 let dev = (n as f64 - mean).abs() / mean;
-                assert!(dev < 0.08, "count {count}: replica {i} has {n}, mean {mean}: {per:?}");
+                assert!(
+                    dev < 0.08,
+                    "count {count}: replica {i} has {n}, mean {mean}: {per:?}"
+                );
             }
         }
     }
@@ -179,7 +150,7 @@ mod tests {
             let o = owner(&k, 4);
             assert_eq!(o, owner(&k, 4));
             let owners: Vec<u32> = (0..4)
-                .filter(|&i| ShardSettings { index: i, count: 4 }.owns(&k))
+                .filter(|&i| owns(&ShardSettings { index: i, count: 4 }, &k))
                 .collect();
             assert_eq!(owners, vec![o]);
         }
@@ -204,17 +175,6 @@ mod tests {
                 "{count} -> {}: {share:.3} moved, expected about {expect:.3}",
                 count + 1
             );
-        }
-    }
-
-    #[test]
-    fn shard_index_forms() {
-        assert_eq!(parse_index("0"), Ok(0));
-        assert_eq!(parse_index("12"), Ok(12));
-        assert_eq!(parse_index("redis-vitals-2"), Ok(2));
-        assert_eq!(parse_index("a-b-10"), Ok(10));
-        for bad in ["", "-1", "x", "redis-vitals", "redis-vitals-", "1.5", "pod-2x"] {
-            assert!(parse_index(bad).is_err(), "{bad:?}");
         }
     }
 }
