@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::collect::discovery::{Refusal, RefusedAddr, Trust};
+use crate::collect::shard::{addr_unit, cluster_unit, owns};
 pub use crate::expose::topology::TopoNode;
 use crate::parse::cluster::NodeLine;
 use crate::redis::target::{format_host_port, Endpoint, Target};
@@ -455,21 +456,78 @@ fn trust_of(shared: &dyn Fleet, nodes: &[Arc<crate::expose::state::NodeState>]) 
     if let Some(networks) = &shared.settings().allowed_networks {
         return Trust::explicit(networks);
     }
-    let seeds = nodes
-        .iter()
-        .filter(|n| !n.target.discovered)
-        .filter_map(|n| match &n.target.endpoint {
-            Endpoint::Tcp { host, .. } => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .ok()
-                .or_else(|| n.status().peer_ip),
-            Endpoint::Unix { .. } => None,
-        });
+    // From the configuration, not the registry: a sharded replica drops
+    // the standalone targets another replica owns, and must still trust
+    // exactly what every other replica trusts.
+    let seeds = shared.seeds().iter().filter_map(|t| match &t.endpoint {
+        Endpoint::Tcp { host, .. } => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| n.target.addr == t.addr)
+                    .and_then(|n| n.status().peer_ip)
+            }),
+        Endpoint::Unix { .. } => None,
+    });
     Trust::from_seeds(seeds.collect::<Vec<_>>())
 }
 
+/// Decides which polled nodes this replica owns (`shard.index` of
+/// `shard.count`, collect/shard.rs) and gives up the others; returns each
+/// cluster node's unit of sharding by address, for the nodes still to add.
+///
+/// A node the merged topology places has its group's unit (cluster name and
+/// shard: a master with its replicas, unchanged by a failover); any other
+/// node (standalone, or a seed that never answered) its address. A node
+/// not owned goes: a discovered one stops being polled, a configured
+/// standalone one too (its unit, its address, never changes). A configured
+/// cluster node not owned stays as a scout: a small INFO and CLUSTER
+/// INFO/NODES per poll, never shown, so that this replica keeps seeing the
+/// whole topology even when it owns no node of that cluster. The nodes it
+/// owns feed discovery too.
+fn assign_shards(
+    shared: &dyn Fleet,
+    groups: &[Group],
+    nodes: &[Arc<crate::expose::state::NodeState>],
+) -> HashMap<String, String> {
+    let shard = shared.settings().shard;
+    let mut unit_of: HashMap<String, String> = HashMap::new();
+    for g in groups {
+        for n in &g.nodes {
+            unit_of.insert(n.addr.clone(), cluster_unit(&g.name, &n.shard));
+        }
+    }
+    if !shard.enabled() {
+        return unit_of;
+    }
+    for node in nodes {
+        let addr = &node.target.addr;
+        let unit = unit_of
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| addr_unit(addr));
+        let owned = owns(&shard, &unit);
+        let was = node.set_owned(owned);
+        if was != owned {
+            tracing::info!(addr = %addr, unit = %unit, owned, shard.index = shard.index, shard.count = shard.count, "shard ownership");
+        }
+        if owned {
+            continue;
+        }
+        let (up, cluster_enabled) = {
+            let st = node.status();
+            (st.last.is_some(), st.cluster_enabled)
+        };
+        if node.target.discovered || (up && !cluster_enabled) {
+            shared.remove_node(addr);
+        }
+    }
+    unit_of
+}
 /// One discovery pass.
 pub fn refresh(shared: &dyn Fleet) {
     let nodes = shared.nodes();
@@ -511,6 +569,10 @@ pub fn refresh(shared: &dyn Fleet) {
         .collect();
     let groups = build(&members);
     let settings = &shared.settings();
+    let unit_of = assign_shards(shared, &groups, &nodes);
+    let owned = |addr: &str| {
+        !settings.shard.enabled() || unit_of.get(addr).is_some_and(|u| owns(&settings.shard, u))
+    };
     let trust = trust_of(shared, &nodes);
     let mut refused: Vec<RefusedAddr> = Vec::new();
     let mut total = shared.node_count();
@@ -552,6 +614,11 @@ pub fn refresh(shared: &dyn Fleet) {
         let mut not_polled: HashSet<&str> = HashSet::new();
         for (addr, ip, port) in &g.listed {
             if shared.knows(addr) {
+                continue;
+            }
+            if !owned(addr) {
+                // Another replica's share: never connected to from here.
+                not_polled.insert(addr);
                 continue;
             }
             if !settings.enabled {
@@ -610,12 +677,14 @@ pub fn refresh(shared: &dyn Fleet) {
             shared.remove_node(&snapshot[i].0.target.addr);
         }
         // Addresses not polled stay out of the topology families too: an
-        // address a node made up must not appear in /metrics.
+        // address a node made up must not appear in /metrics. Neither do
+        // the nodes another replica owns (a scout is polled, not owned).
         topology.extend(
             g.nodes
                 .iter()
                 .filter(|n| !g.gone.iter().any(|&i| snapshot[i].0.target.addr == n.addr))
                 .filter(|n| !not_polled.contains(n.addr.as_str()))
+                .filter(|n| owned(&n.addr))
                 .cloned(),
         );
     }
