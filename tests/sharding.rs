@@ -1,0 +1,290 @@
+//! Sharding across replicas (issue 18): three daemons with
+//! `--shard.count 3` against a real 3-master/3-replica cluster plus four
+//! standalone nodes, all configured alike. Every node must be polled and
+//! shown by exactly one daemon, each master with its replicas; a
+//! `CLUSTER FAILOVER` and a node joining (first as an empty master, then as
+//! a replica) must keep that, moving as few nodes as possible. The
+//! movement is printed.
+
+mod common;
+mod daemon_harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{find_value, RedisCluster, RedisServer};
+use daemon_harness::TestDaemon;
+
+/// Failovers and joins take seconds with a 1 s node timeout; CI is slow.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// addr -> (role, shard) as one daemon's /sd lists its share.
+fn sd(d: &TestDaemon) -> BTreeMap<String, (String, String)> {
+    let (status, body) = d.get("/sd");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let label = |k: &str| g["labels"][k].as_str().unwrap_or("").to_string();
+            (
+                g["targets"][0].as_str().unwrap().to_string(),
+                (label("role"), label("shard")),
+            )
+        })
+        .collect()
+}
+
+/// addr -> the index of the daemon whose /sd lists it; Err when a node is
+/// listed by none or by several, or an unknown address is listed.
+fn owners(ds: &[TestDaemon], all: &BTreeSet<String>) -> Result<BTreeMap<String, usize>, String> {
+    let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, d) in ds.iter().enumerate() {
+        for addr in sd(d).into_keys() {
+            by.entry(addr).or_default().push(i);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for a in all {
+        match by.get(a).map(Vec::as_slice) {
+            Some([i]) => {
+                out.insert(a.clone(), *i);
+            }
+            other => return Err(format!("{a} is listed by daemons {other:?}")),
+        }
+    }
+    if let Some(extra) = by.keys().find(|a| !all.contains(*a)) {
+        return Err(format!("{extra} is listed but is no node of the fleet"));
+    }
+    Ok(out)
+}
+
+/// The real cluster's master of each replica (addr -> master addr), read
+/// from the nodes themselves.
+fn masters_of(cluster: &RedisCluster) -> BTreeMap<String, String> {
+    let view = RedisCluster::view(&cluster.nodes[0]).unwrap();
+    let addr_of: BTreeMap<&str, &str> = view
+        .iter()
+        .map(|l| (l.id.as_str(), l.addr.as_str()))
+        .collect();
+    view.iter()
+        .filter_map(|l| {
+            let m = l.master_id.as_deref()?;
+            Some((l.addr.clone(), addr_of[m].to_string()))
+        })
+        .collect()
+}
+
+/// Waits until every node is listed by exactly one daemon, every daemon
+/// shows its nodes up with the roles the cluster has now, and each replica
+/// is with its master; then checks that no daemon leaks another's nodes
+/// into /metrics. Returns the owners.
+fn settled_owners(
+    ds: &[TestDaemon],
+    cluster: &RedisCluster,
+    all: &BTreeSet<String>,
+    what: &str,
+) -> BTreeMap<String, usize> {
+    let want_roles: BTreeMap<String, String> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let r = n.info_field("replication", "role").unwrap();
+            (n.addr(), if r == "slave" { "replica".into() } else { r })
+        })
+        .collect();
+    let masters = masters_of(cluster);
+    let owner = common::wait_for(WAIT, what, || {
+        let owner = owners(ds, all)?;
+        for (i, d) in ds.iter().enumerate() {
+            for (addr, (role, _)) in sd(d) {
+                if let Some(want) = want_roles.get(&addr) {
+                    if &role != want {
+                        return Err(format!("daemon {i} shows {addr} as {role}, want {want}"));
+                    }
+                }
+            }
+            let m = d.metrics();
+            for a in owner.iter().filter(|(_, o)| **o == i).map(|(a, _)| a) {
+                if find_value(&m, "redis_up", &[("addr", a)]) != Some(1.0) {
+                    return Err(format!("daemon {i} does not show {a} up yet"));
+                }
+            }
+        }
+        for (replica, master) in &masters {
+            if owner[replica] != owner[master] {
+                return Err(format!(
+                    "replica {replica} is on daemon {}, its master {master} on daemon {}",
+                    owner[replica], owner[master]
+                ));
+            }
+        }
+        Ok(owner)
+    });
+    // Nothing of another daemon's share in /metrics or /scrape.
+    for (i, d) in ds.iter().enumerate() {
+        let mine: BTreeSet<&String> = owner
+            .iter()
+            .filter(|(_, o)| **o == i)
+            .map(|(a, _)| a)
+            .collect();
+        let m = d.metrics();
+        for s in &m {
+            if let Some(a) = s.label("addr") {
+                assert!(
+                    mine.contains(&a.to_string()),
+                    "daemon {i} shows {} for {a}, which daemon {} owns",
+                    s.name,
+                    owner.get(a).map_or("none".into(), |o| o.to_string())
+                );
+            }
+        }
+        assert_eq!(
+            find_value(&m, "redis_vitals_shard_nodes", &[]),
+            Some(mine.len() as f64),
+            "daemon {i}"
+        );
+        let idx = i.to_string();
+        assert_eq!(
+            find_value(
+                &m,
+                "redis_vitals_shard_info",
+                &[("index", &idx), ("count", "3")]
+            ),
+            Some(1.0)
+        );
+        for a in all.iter().filter(|a| !mine.contains(a)) {
+            let (status, _) = d.get(&format!("/scrape?target={a}"));
+            assert_ne!(
+                status, 200,
+                "daemon {i} answers /scrape for {a}, not its own"
+            );
+        }
+    }
+    owner
+}
+
+/// Nodes present in both that changed daemon.
+fn moved(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(a, o)| after.get(*a).is_some_and(|n| n != *o))
+        .map(|(a, _)| a.clone())
+        .collect()
+}
+
+fn per_daemon(owner: &BTreeMap<String, usize>) -> [usize; 3] {
+    let mut n = [0; 3];
+    for o in owner.values() {
+        n[*o] += 1;
+    }
+    n
+}
+
+#[test]
+fn three_replicas_split_a_cluster_and_standalone_nodes() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let standalone: Vec<RedisServer> = (0..4).map(|_| RedisServer::start(&[])).collect();
+    let seed = cluster.nodes[0].addr();
+    let mut addrs = vec![seed.clone()];
+    addrs.extend(standalone.iter().map(|s| s.addr()));
+    let addr_flag = addrs.join(",");
+    let ds: Vec<TestDaemon> = (0..3)
+        .map(|i| {
+            let idx = format!("redis-vitals-{i}");
+            TestDaemon::start(&[
+                "--redis.addr",
+                &addr_flag,
+                "--shard.count",
+                "3",
+                "--shard.index",
+                &idx,
+            ])
+        })
+        .collect();
+    let mut all: BTreeSet<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    all.extend(standalone.iter().map(|s| s.addr()));
+    assert_eq!(all.len(), 10);
+
+    let start = settled_owners(&ds, &cluster, &all, "every node owned once at start");
+    println!(
+        "owners at start: {start:?}; nodes per daemon {:?}",
+        per_daemon(&start)
+    );
+
+    // A graceful failover: a replica takes its master's slots; the group
+    // keeps its shard identity, so nothing should move.
+    let replica = cluster.replicas()[0].addr();
+    let port: u16 = replica.rsplit(':').next().unwrap().parse().unwrap();
+    let idx = cluster.index_of_port(port);
+    cluster.nodes[idx].cli(&["CLUSTER", "FAILOVER"]);
+    common::wait_until(WAIT, "the replica to become master", || {
+        (cluster.nodes[idx]
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("master"))
+        .then_some(())
+    });
+    cluster.wait_settled(WAIT);
+    let after_failover = settled_owners(
+        &ds,
+        &cluster,
+        &all,
+        "every node owned once after CLUSTER FAILOVER",
+    );
+    let m1 = moved(&start, &after_failover);
+    println!(
+        "CLUSTER FAILOVER of {replica}: {} of {} nodes changed daemon {m1:?}; per daemon {:?}",
+        m1.len(),
+        start.len(),
+        per_daemon(&after_failover)
+    );
+    assert!(m1.is_empty(), "a failover moved {m1:?}");
+
+    // A node joins as an empty master: a unit of its own; nothing else moves.
+    let new_idx = cluster.add_node();
+    let new = cluster.nodes[new_idx].addr();
+    all.insert(new.clone());
+    let after_join = settled_owners(
+        &ds,
+        &cluster,
+        &all,
+        "every node owned once after a node joined",
+    );
+    let m2 = moved(&after_failover, &after_join);
+    println!(
+        "{new} joined as an empty master (daemon {}): {} of {} nodes changed daemon {m2:?}",
+        after_join[&new],
+        m2.len(),
+        after_failover.len()
+    );
+    assert!(m2.is_empty(), "a node joining moved {m2:?}");
+
+    // It becomes a replica: it joins its master's group, so at most it
+    // moves (to its master's daemon); no other node does.
+    let master = cluster.masters()[0].addr();
+    let master_id = {
+        let port: u16 = master.rsplit(':').next().unwrap().parse().unwrap();
+        cluster.node_id(&cluster.nodes[cluster.index_of_port(port)])
+    };
+    cluster.nodes[new_idx].cli(&["CLUSTER", "REPLICATE", &master_id]);
+    cluster.wait_settled(WAIT);
+    let after_replicate = settled_owners(
+        &ds,
+        &cluster,
+        &all,
+        "every node owned once after the new node replicated",
+    );
+    let m3 = moved(&after_join, &after_replicate);
+    println!(
+        "{new} became a replica of {master}: {} of {} nodes changed daemon {m3:?}",
+        m3.len(),
+        after_join.len()
+    );
+    assert!(
+        m3.iter().all(|a| *a == new),
+        "only the new node may move: {m3:?}"
+    );
+    assert_eq!(after_replicate[&new], after_replicate[&master]);
+}
