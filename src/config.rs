@@ -339,6 +339,18 @@ pub struct DiscoverySettings {
     /// `shard.index` / `shard.count`: which share of the fleet this
     /// replica polls and serves.
     pub shard: ShardSettings,
+    /// How long a node whose unit now belongs to another replica is kept
+    /// (polled and shown) before it is given up: the cluster refresh
+    /// interval plus two polls, so that every view this replica goes by
+    /// has been re-read and the new owner has polled it. A moving node is
+    /// shown by both replicas for that long rather than by neither.
+    pub shard_settle: Duration,
+    /// How long a node must be found in this replica's share, pass after
+    /// pass, before it is added or shown: two polls, so that a view read in
+    /// the middle of a change (a failover) does not move it for a moment.
+    /// Shorter than `shard_settle`, so that a node moving between replicas
+    /// is taken before it is given up.
+    pub shard_confirm: Duration,
 }
 
 /// `--shard.index` / `--shard.count`: this replica's place among `count`
@@ -670,6 +682,8 @@ impl Config {
                 index: shard_index,
                 count: shard_count,
             },
+            shard_settle: cluster_refresh + 2 * poll.interval,
+            shard_confirm: 2 * poll.interval,
         };
 
         let listen_address = flags

@@ -10,6 +10,9 @@ mod common;
 mod daemon_harness;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{find_value, RedisCluster, RedisServer};
@@ -17,6 +20,64 @@ use daemon_harness::TestDaemon;
 
 /// Failovers and joins take seconds with a 1 s node timeout; CI is slow.
 const WAIT: Duration = Duration::from_secs(30);
+
+/// Reads every daemon's /sd every 20 ms on a thread of its own and records
+/// which daemons ever listed each node: catches a node that moved and came
+/// back between two settled checks (a transient during a failover).
+struct Watcher {
+    seen: Arc<Mutex<BTreeMap<String, BTreeSet<usize>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(ds: &[TestDaemon]) -> Watcher {
+        let addrs: Vec<SocketAddr> = ds.iter().map(|d| d.addr).collect();
+        let seen: Arc<Mutex<BTreeMap<String, BTreeSet<usize>>>> = Default::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                for (i, a) in addrs.iter().enumerate() {
+                    let (status, body) = common::http_get(*a, "/sd");
+                    if status != 200 {
+                        continue;
+                    }
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let mut s = s.lock().unwrap();
+                    for g in v.as_array().unwrap() {
+                        let addr = g["targets"][0].as_str().unwrap().to_string();
+                        s.entry(addr).or_default().insert(i);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watcher {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Nodes listed by more than one daemon (not necessarily at once)
+    /// since the last call; resets the record.
+    fn taken(&self) -> Vec<(String, BTreeSet<usize>)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+            .into_iter()
+            .filter(|(_, ds)| ds.len() > 1)
+            .collect()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// addr -> (role, shard) as one daemon's /sd lists its share.
 fn sd(d: &TestDaemon) -> BTreeMap<String, (String, String)> {
@@ -200,6 +261,10 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
                 "3",
                 "--shard.index",
                 &idx,
+                // A node leaving a replica's share is kept for this plus
+                // two polls (shard_settle): short, for a quick test.
+                "--cluster.refresh-interval",
+                "2s",
             ])
         })
         .collect();
@@ -208,6 +273,7 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
     assert_eq!(all.len(), 10);
 
     let start = settled_owners(&ds, &cluster, &all, "every node owned once at start");
+    let watcher = Watcher::start(&ds);
     println!(
         "owners at start: {start:?}; nodes per daemon {:?}",
         per_daemon(&start)
@@ -240,7 +306,10 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
         start.len(),
         per_daemon(&after_failover)
     );
+    let t1 = watcher.taken();
+    println!("  nodes listed by more than one daemon at some moment during it: {t1:?}");
     assert!(m1.is_empty(), "a failover moved {m1:?}");
+    assert!(t1.is_empty(), "a failover moved nodes for a moment: {t1:?}");
 
     // A node joins as an empty master: a unit of its own; nothing else moves.
     let new_idx = cluster.add_node();
@@ -259,7 +328,13 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
         m2.len(),
         after_failover.len()
     );
+    let t2 = watcher.taken();
+    println!("  nodes listed by more than one daemon at some moment during it: {t2:?}");
     assert!(m2.is_empty(), "a node joining moved {m2:?}");
+    assert!(
+        t2.is_empty(),
+        "a node joining moved nodes for a moment: {t2:?}"
+    );
 
     // It becomes a replica: it joins its master's group, so at most it
     // moves (to its master's daemon); no other node does.
@@ -282,9 +357,17 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
         m3.len(),
         after_join.len()
     );
+    let t3 = watcher.taken();
+    println!("  nodes listed by more than one daemon at some moment during it: {t3:?}");
     assert!(
         m3.iter().all(|a| *a == new),
         "only the new node may move: {m3:?}"
+    );
+    // A moving node is kept by its old owner until the new one has it
+    // (shard_settle), so it may be listed twice for a moment; no other.
+    assert!(
+        t3.iter().all(|(a, _)| *a == new),
+        "only the new node may move, even for a moment: {t3:?}"
     );
     assert_eq!(after_replicate[&new], after_replicate[&master]);
 }

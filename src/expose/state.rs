@@ -105,6 +105,10 @@ pub struct NodeStatus {
     /// The `cluster` label. Starts as the configured name; cluster
     /// discovery sets it for the nodes of a Redis Cluster.
     pub cluster: Arc<str>,
+    /// Sharding: since when discovery has found an owned node's unit
+    /// belonging to another replica (it is given up after
+    /// `shard_settle`); `None` while it is this replica's.
+    pub unowned_since: Option<Instant>,
 }
 
 /// Why part of a reply was dropped: the `reason` label of
