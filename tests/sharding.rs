@@ -4,7 +4,10 @@
 //! shown by exactly one daemon, each master with its replicas; a
 //! `CLUSTER FAILOVER` and a node joining (first as an empty master, then as
 //! a replica) must keep that, moving as few nodes as possible. The
-//! movement is printed.
+//! movement is printed. A watcher reading every /sd every 20 ms catches a
+//! node shown twice even for a moment, and MONITOR on the nodes shows that
+//! the seed gets a full poll from its owner and only a small scout poll
+//! from the others, and a standalone node is polled by its owner alone.
 
 mod common;
 mod daemon_harness;
@@ -226,6 +229,45 @@ fn settled_owners(
     owner
 }
 
+/// The INFO commands `node` receives for `secs`, by client address (its
+/// MONITOR stream): client -> the argument lists it sent INFO with.
+fn info_commands_by_client(node: &RedisServer, secs: u64) -> BTreeMap<String, BTreeSet<String>> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(node.socket_addr()).unwrap();
+    c.write_all(b"MONITOR\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    while std::time::Instant::now() < end {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // +1700000000.123456 [0 127.0.0.1:54321] "INFO" "server" ...
+    for line in String::from_utf8_lossy(&text).lines() {
+        let Some((_, rest)) = line.split_once(" [") else {
+            continue;
+        };
+        let Some((who, cmd)) = rest.split_once("] ") else {
+            continue;
+        };
+        let client = who.split_whitespace().nth(1).unwrap_or("").to_string();
+        let args: Vec<String> = cmd
+            .split_whitespace()
+            .map(|a| a.trim_matches('"').to_lowercase())
+            .collect();
+        if args.first().map(String::as_str) == Some("info") {
+            out.entry(client).or_default().insert(args[1..].join(" "));
+        }
+    }
+    out
+}
+
 /// Nodes present in both that changed daemon.
 fn moved(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> Vec<String> {
     before
@@ -274,6 +316,28 @@ fn three_replicas_split_a_cluster_and_standalone_nodes() {
 
     let start = settled_owners(&ds, &cluster, &all, "every node owned once at start");
     let watcher = Watcher::start(&ds);
+
+    // The seed is polled in full by its owner only; the two other daemons
+    // keep a scout connection to it for discovery, asking for three small
+    // INFO sections.
+    let infos = info_commands_by_client(&cluster.nodes[0], 2);
+    let scout = "server replication cluster";
+    let scouts = infos
+        .values()
+        .filter(|a| a.iter().all(|a| a == scout))
+        .count();
+    let full = infos
+        .values()
+        .filter(|a| a.iter().all(|a| a != scout))
+        .count();
+    println!("INFO on the seed, by client: {infos:?}");
+    assert_eq!((full, scouts, infos.len()), (1, 2, 3), "{infos:?}");
+    // A standalone node is dropped by the daemons that do not own it after
+    // its first answer: one client polls it.
+    for s in &standalone {
+        let infos = info_commands_by_client(s, 1);
+        assert_eq!(infos.len(), 1, "{}: INFO from {infos:?}", s.addr());
+    }
     println!(
         "owners at start: {start:?}; nodes per daemon {:?}",
         per_daemon(&start)
