@@ -343,7 +343,7 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
         let result = tokio::select! {
             r = tokio::time::timeout_at(
                 deadline,
-                poll_once(&node, &mut conn, warm, scout, &mut caps, &mut cluster, &ctx, &mut phase),
+                poll_once(&node, &mut conn, Turn { warm, scout }, &mut caps, &mut cluster, &ctx, &mut phase),
             ) => r.unwrap_or_else(|_| Err(deadline_error(phase, ctx.poll.timeout))),
             _ = stop.changed() => return,
         };
@@ -533,19 +533,28 @@ fn deadline_error(phase: Phase, timeout: Duration) -> PollError {
     }
 }
 
+/// How one poll goes: `warm` picks the connect lane (see
+/// [`ConnectBudgets`]); `scout` makes it a discovery-only poll of a node
+/// another replica owns (see [`poll_commands`]).
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    warm: bool,
+    scout: bool,
+}
+
 /// One poll: a connection if there is none (through a connect lane, see
 /// [`ConnectBudgets`]), then a poll slot, then the commands. The caller's
 /// deadline bounds all of it; `phase` tells it where the time went.
 async fn poll_once(
     node: &NodeState,
     conn: &mut Option<Conn>,
-    warm: bool,
-    scout: bool,
+    turn: Turn,
     caps: &mut Capabilities,
     cluster: &mut ClusterMemory,
     ctx: &PollContext,
     phase: &mut Phase,
 ) -> Result<Observation, PollError> {
+    let Turn { warm, scout } = turn;
     if conn.is_none() {
         *phase = Phase::ConnectSlot;
         let lane = if warm {
