@@ -165,6 +165,13 @@ pub struct Flags {
     /// Most nodes polled in all, configured and discovered (default 4096).
     #[arg(long = "poll.max-nodes")]
     pub poll_max_nodes: Option<usize>,
+    /// This replica's index among --shard.count: a number, or a StatefulSet pod name
+    /// ending in -N (redis-vitals-2 gives 2), e.g. from the downward API (default 0).
+    #[arg(long = "shard.index", env = "REDIS_VITALS_SHARD_INDEX")]
+    pub shard_index: Option<String>,
+    /// How many replicas split the fleet; each polls and serves only its share (default 1).
+    #[arg(long = "shard.count", env = "REDIS_VITALS_SHARD_COUNT")]
+    pub shard_count: Option<String>,
     /// host:port to serve on; ":9121" means every IPv4 interface (default :9121).
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
@@ -206,6 +213,8 @@ struct FileConfig {
     web: FileWeb,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    shard: FileShard,
     #[serde(default)]
     targets: Vec<FileTarget>,
 }
@@ -267,6 +276,13 @@ struct FileWeb {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileShard {
+    index: Option<u32>,
+    count: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileLog {
     level: Option<String>,
     format: Option<String>,
@@ -320,6 +336,64 @@ pub struct DiscoverySettings {
     pub cluster_max_nodes: usize,
     /// `poll.max-nodes`: nodes polled in all at most.
     pub max_nodes: usize,
+    /// `shard.index` / `shard.count`: which share of the fleet this
+    /// replica polls and serves.
+    pub shard: ShardSettings,
+    /// How long a node whose unit now belongs to another replica is kept
+    /// (polled and shown) before it is given up: the cluster refresh
+    /// interval plus two polls, so that every view this replica goes by
+    /// has been re-read and the new owner has polled it. A moving node is
+    /// shown by both replicas for that long rather than by neither.
+    pub shard_settle: Duration,
+    /// How long a node must be found in this replica's share, pass after
+    /// pass, before it is added or shown: two polls, so that a view read in
+    /// the middle of a change (a failover) does not move it for a moment.
+    /// Shorter than `shard_settle`, so that a node moving between replicas
+    /// is taken before it is given up.
+    pub shard_confirm: Duration,
+}
+
+/// `--shard.index` / `--shard.count`: this replica's place among `count`
+/// (see collect/shard.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSettings {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for ShardSettings {
+    /// One replica owns everything.
+    fn default() -> Self {
+        ShardSettings { index: 0, count: 1 }
+    }
+}
+
+impl ShardSettings {
+    /// Whether the fleet is split at all.
+    pub fn enabled(&self) -> bool {
+        self.count > 1
+    }
+}
+
+/// Most replicas a fleet may be split across.
+pub const MAX_SHARD_COUNT: u32 = 1024;
+
+/// Parses `shard.index`: a number, or a name ending in `-N` (a StatefulSet
+/// pod's name, `redis-vitals-2`), whose `N` is taken.
+pub fn parse_shard_index(value: &str) -> Result<u32, String> {
+    let v = value.trim();
+    let digits = match v.rsplit_once('-') {
+        Some((name, n)) if !name.is_empty() => n,
+        _ => v,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{value:?} is neither a number nor a StatefulSet pod name ending in -N"
+        ));
+    }
+    digits
+        .parse::<u32>()
+        .map_err(|_| format!("{value:?}: the index is too large"))
 }
 
 /// The validated configuration the daemon runs with.
@@ -565,6 +639,29 @@ impl Config {
             Some(n) if (1..=MAX_MAX_NODES).contains(&n) => Ok(n),
             Some(_) => Err(err(key, format!("must be between 1 and {MAX_MAX_NODES}"))),
         };
+        let shard_count = match flags.shard_count.as_deref() {
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| err("shard.count", format!("{v:?} is not a whole number")))?,
+            None => file.shard.count.unwrap_or(1),
+        };
+        if !(1..=MAX_SHARD_COUNT).contains(&shard_count) {
+            return Err(err(
+                "shard.count",
+                format!("must be between 1 and {MAX_SHARD_COUNT}"),
+            ));
+        }
+        let shard_index = match flags.shard_index.as_deref() {
+            Some(v) => parse_shard_index(v).map_err(|m| err("shard.index", m))?,
+            None => file.shard.index.unwrap_or(0),
+        };
+        if shard_index >= shard_count {
+            return Err(err(
+                "shard.index",
+                format!("{shard_index} is not below shard.count ({shard_count})"),
+            ));
+        }
         let discovery = DiscoverySettings {
             enabled: flags
                 .cluster_discover
@@ -581,6 +678,12 @@ impl Config {
                 "poll.max-nodes",
                 DEFAULT_MAX_NODES,
             )?,
+            shard: ShardSettings {
+                index: shard_index,
+                count: shard_count,
+            },
+            shard_settle: cluster_refresh + 2 * poll.interval,
+            shard_confirm: 2 * poll.interval,
         };
 
         let listen_address = flags
@@ -1034,6 +1137,55 @@ mod tests {
         }
         assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
         assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
+    }
+
+    #[test]
+    fn shard_settings() {
+        let s = |args: &[&str]| cfg(args).map(|c| c.discovery.shard);
+        assert_eq!(s(&[]).unwrap(), ShardSettings { index: 0, count: 1 });
+        assert_eq!(
+            s(&["--shard.count", "3", "--shard.index", "2"]).unwrap(),
+            ShardSettings { index: 2, count: 3 }
+        );
+        assert_eq!(
+            s(&["--shard.count", "3", "--shard.index", "redis-vitals-1"]).unwrap(),
+            ShardSettings { index: 1, count: 3 }
+        );
+        for (args, key) in [
+            (&["--shard.count", "0"][..], "shard.count"),
+            (&["--shard.count", "x"][..], "shard.count"),
+            (&["--shard.count", "2000"][..], "shard.count"),
+            (&["--shard.index", "1"][..], "shard.index"),
+            (
+                &["--shard.count", "3", "--shard.index", "3"][..],
+                "shard.index",
+            ),
+            (
+                &["--shard.count", "3", "--shard.index", "pod"][..],
+                "shard.index",
+            ),
+        ] {
+            assert_eq!(s(args).unwrap_err().key, key, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn shard_index_forms() {
+        assert_eq!(parse_shard_index("0"), Ok(0));
+        assert_eq!(parse_shard_index("12"), Ok(12));
+        assert_eq!(parse_shard_index("redis-vitals-2"), Ok(2));
+        assert_eq!(parse_shard_index("a-b-10"), Ok(10));
+        for bad in [
+            "",
+            "-1",
+            "x",
+            "redis-vitals",
+            "redis-vitals-",
+            "1.5",
+            "pod-2x",
+        ] {
+            assert!(parse_shard_index(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -112,6 +112,12 @@ impl Shared {
             tracing::warn!(addr = %target.addr, "TLS certificate verification is disabled for this node (tls-insecure-skip-verify)");
         }
         let state = Arc::new(NodeState::new(target));
+        // Sharded: a configured node is a scout (polled for the topology,
+        // never shown) until discovery finds out whose share it is; a
+        // discovered node is added only by the replica that owns it.
+        if self.config.discovery.shard.enabled() && !state.target.discovered {
+            state.set_owned(false);
+        }
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(poller::run(state.clone(), self.ctx.clone(), stop_rx));
         nodes.insert(state.target.addr.clone(), NodeEntry { state, stop, task });
@@ -145,6 +151,27 @@ impl Shared {
     pub fn nodes(&self) -> Vec<Arc<NodeState>> {
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
         nodes.values().map(|e| e.state.clone()).collect()
+    }
+
+    /// The nodes this replica shows (`/metrics`, `/scrape`, `/sd`, the
+    /// landing page): all of them without sharding; with it, those of its
+    /// share, not the scouts kept for discovery.
+    pub fn shown(&self) -> Vec<Arc<NodeState>> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .values()
+            .filter(|e| e.state.owned())
+            .map(|e| e.state.clone())
+            .collect()
+    }
+
+    /// Whether `addr` is polled and shown here (`/scrape?target=`).
+    pub fn shows(&self, addr: &str) -> bool {
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .is_some_and(|e| e.state.owned())
     }
 
     /// The web config for the next connection or request.
@@ -219,9 +246,14 @@ impl Shared {
                 .map(|w| w.reload_status()),
             stale_after: Some(self.stale_after()),
             discovery_refused: self.refused.counts(),
+            shard: {
+                let s = self.config.discovery.shard;
+                s.enabled().then_some((s.index, s.count))
+            },
             only_addr,
         };
-        (expose::Page::new(&self.nodes(), &ctx), topology)
+        let shown = self.shown();
+        (expose::Page::new(&shown, &ctx), topology)
     }
 
     /// Age past which a node's data is shown down (expose::stale_after):
@@ -256,7 +288,7 @@ impl Shared {
     /// Prometheus HTTP service-discovery JSON: one group per node.
     pub fn service_discovery(&self) -> String {
         let groups: Vec<serde_json::Value> = self
-            .nodes()
+            .shown()
             .iter()
             .map(|n| {
                 let st = n.status();
@@ -284,7 +316,7 @@ impl Shared {
     pub fn landing_page(&self) -> String {
         use crate::web::html_escape;
         let mut rows = String::new();
-        for n in self.nodes() {
+        for n in self.shown() {
             let st = n.status();
             let (state, detail) = match (&st.last, &st.last_error) {
                 (Some(o), _) => ("up", o.info.get("role").unwrap_or("").to_string()),
@@ -405,7 +437,7 @@ impl crate::web::Site for Shared {
         Shared::page_and_topology(self, only_addr)
     }
     fn knows(&self, addr: &str) -> bool {
-        Shared::knows(self, addr)
+        Shared::shows(self, addr)
     }
     fn ready(&self) -> bool {
         Shared::ready(self)

@@ -65,6 +65,7 @@ const CONFIG_KEYS: &[(&str, &[&str])] = &[
     ("signals", &["hit-ratio-window", "lag-history"]),
     ("cluster", &["refresh-interval"]),
     ("web", &["listen-address", "telemetry-path"]),
+    ("shard", &["count", "index"]),
     ("log", &["level", "format"]),
     (
         "[targets]",

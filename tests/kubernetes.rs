@@ -1,7 +1,8 @@
 //! The Kubernetes manifests in `deploy/kubernetes` work as shipped:
 //!
-//! - both kustomizations (the fleet Deployment, `deploy/kubernetes`, and the
-//!   sidecar example, `deploy/kubernetes/sidecar`) render with
+//! - the three kustomizations (the fleet Deployment, `deploy/kubernetes`,
+//!   the sharded StatefulSet, `deploy/kubernetes/sharded`, and the sidecar
+//!   example, `deploy/kubernetes/sidecar`) render with
 //!   `kubectl kustomize`, with the objects the README promises wired to each
 //!   other (selectors match labels, ports match names, the password is a
 //!   file from a mounted Secret, probes, read-only root, requests and
@@ -36,6 +37,7 @@ const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-vitals");
 const TOOL_DEADLINE: Duration = Duration::from_secs(60);
 const FLEET: &str = "deploy/kubernetes";
 const SIDECAR: &str = "deploy/kubernetes/sidecar";
+const SHARDED: &str = "deploy/kubernetes/sharded";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -315,6 +317,10 @@ fn plain_manifests_have_their_own_selectors() {
         "poddisruptionbudget.yaml",
         "sidecar/redis.yaml",
         "sidecar/podmonitor.yaml",
+        "sharded/statefulset.yaml",
+        "sharded/service.yaml",
+        "sharded/podmonitor.yaml",
+        "sharded/poddisruptionbudget.yaml",
     ] {
         let text = fs::read_to_string(root().join(FLEET).join(file)).unwrap();
         for doc in docs(&text) {
@@ -384,6 +390,129 @@ fn sidecar_example_renders_wired_together() {
     assert_dashboards(&objects);
 }
 
+#[test]
+fn sharded_example_renders_wired_together() {
+    let Some(yaml) = render(SHARDED) else { return };
+    let objects = docs(&yaml);
+    let kinds: Vec<String> = objects.iter().map(kind_name).collect();
+    let set = one(&objects, "StatefulSet");
+    let pod_labels = s(set, &["spec", "template", "metadata", "labels"]);
+    assert_selects(
+        "StatefulSet",
+        s(set, &["spec", "selector", "matchLabels"]),
+        pod_labels,
+    );
+    let pod = s(set, &["spec", "template", "spec"]);
+    assert_exporter_container("sharded StatefulSet", pod);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let c = pod["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "redis-vitals")
+        .unwrap();
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+
+    // One share per pod: --shard.count is the number of replicas, and the
+    // index is the pod's own name (the ordinal at its end).
+    let replicas = s(set, &["spec", "replicas"]).as_u64().expect("replicas");
+    assert_eq!(replicas, 3);
+    assert!(
+        args.contains(&format!("--shard.count={replicas}").as_str()),
+        "--shard.count differs from spec.replicas {replicas}: {args:?}"
+    );
+    let index_arg = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shard.index="))
+        .unwrap_or_else(|| panic!("no --shard.index: {args:?}"));
+    let var = index_arg
+        .strip_prefix("$(")
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("--shard.index={index_arg} is not a $(VAR)"));
+    let env = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == var)
+        .unwrap_or_else(|| panic!("{var} not in the container's env"));
+    assert_eq!(
+        s(env, &["valueFrom", "fieldRef", "fieldPath"]),
+        "metadata.name"
+    );
+    // Every pod name the StatefulSet makes is an index the exporter takes,
+    // and the count and index are accepted together.
+    let name = s(set, &["metadata", "name"]).as_str().unwrap();
+    for i in 0..replicas {
+        let pod_name = format!("{name}-{i}");
+        assert_eq!(
+            redis_vitals::config::parse_shard_index(&pod_name),
+            Ok(i as u32)
+        );
+        let cfg = redis_vitals::config::Config::from_args([
+            "redis-vitals",
+            "--shard.count",
+            &replicas.to_string(),
+            "--shard.index",
+            &pod_name,
+        ])
+        .unwrap_or_else(|e| panic!("{pod_name}: {e}"));
+        assert_eq!(cfg.discovery.shard.index, i as u32);
+    }
+    let config_map = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["configMap"]["name"].as_str())
+        .expect("config volume");
+    assert!(
+        config_map.starts_with("redis-vitals-sharded-config-")
+            && kinds.contains(&format!("ConfigMap/{config_map}")),
+        "{config_map} not generated: {kinds:?}"
+    );
+
+    // The headless Service the StatefulSet names.
+    let service = one(&objects, "Service");
+    assert_eq!(
+        s(set, &["spec", "serviceName"]),
+        s(service, &["metadata", "name"])
+    );
+    assert_eq!(s(service, &["spec", "clusterIP"]), "None");
+    assert_selects("Service", s(service, &["spec", "selector"]), pod_labels);
+
+    // Prometheus scrapes every pod.
+    let monitor = one(&objects, "PodMonitor");
+    assert_selects(
+        "PodMonitor",
+        s(monitor, &["spec", "selector", "matchLabels"]),
+        pod_labels,
+    );
+    assert_eq!(
+        s(monitor, &["spec", "podMetricsEndpoints"])[0]["port"],
+        "http-metrics"
+    );
+    assert!(s(monitor, &["metadata", "labels", "release"]).is_string());
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_selects(
+        "PodDisruptionBudget",
+        s(pdb, &["spec", "selector", "matchLabels"]),
+        pod_labels,
+    );
+    // Not the fleet Deployment's labels: both can run side by side.
+    let fleet = fs::read_to_string(root().join(FLEET).join("deployment.yaml")).unwrap();
+    let fleet = &docs(&fleet)[0];
+    assert_ne!(
+        s(fleet, &["spec", "template", "metadata", "labels"]),
+        pod_labels
+    );
+    assert_eq!(find(&objects, "PrometheusRule").len(), 2, "{kinds:?}");
+    assert_dashboards(&objects);
+}
+
 /// The dashboards ConfigMaps hold every dashboards/*.json unchanged,
 /// labelled for the Grafana sidecar.
 fn assert_dashboards(objects: &[Value]) {
@@ -418,7 +547,7 @@ fn core_kinds_pass_kubernetes_validate() {
              (python3 -m pip install kubernetes-validate==1.32.0)",
         );
     }
-    for dir in [FLEET, SIDECAR] {
+    for dir in [FLEET, SIDECAR, SHARDED] {
         let Some(yaml) = render(dir) else { return };
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("rendered.yaml");
@@ -477,7 +606,7 @@ fn monitoring_kinds_match_the_operator_crds() {
         );
     }
     let mut kinds = BTreeSet::new();
-    for dir in [FLEET, SIDECAR] {
+    for dir in [FLEET, SIDECAR, SHARDED] {
         let Some(yaml) = render(dir) else { return };
         let out = run(
             "python3",

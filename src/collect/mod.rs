@@ -6,4 +6,5 @@
 pub mod discovery;
 pub mod poller;
 pub mod schedule;
+pub mod shard;
 pub mod topology;

@@ -337,10 +337,13 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
             connect_failures == 0
         };
         let mut phase = Phase::Slot;
+        // A node this replica does not own (sharding) is only scouted for
+        // the topology; decided once per poll, so a poll is all one kind.
+        let scout = !node.owned();
         let result = tokio::select! {
             r = tokio::time::timeout_at(
                 deadline,
-                poll_once(&node, &mut conn, warm, &mut caps, &mut cluster, &ctx, &mut phase),
+                poll_once(&node, &mut conn, Turn { warm, scout }, &mut caps, &mut cluster, &ctx, &mut phase),
             ) => r.unwrap_or_else(|_| Err(deadline_error(phase, ctx.poll.timeout))),
             _ = stop.changed() => return,
         };
@@ -367,12 +370,16 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                     let st = node.status();
                     (st.cluster.clone(), st.rendered.clone())
                 };
-                let rendered = crate::expose::render_node_with(
-                    &obs,
-                    &node.target.addr,
-                    &label,
-                    prev.as_deref(),
-                );
+                // A scout's reply is partial and never shown: nothing to
+                // render, and its counters stay out of the history.
+                let rendered = (!scout).then(|| {
+                    crate::expose::render_node_with(
+                        &obs,
+                        &node.target.addr,
+                        &label,
+                        prev.as_deref(),
+                    )
+                });
                 drop(prev);
                 let input = (
                     obs.cluster_nodes.clone(),
@@ -381,11 +388,13 @@ pub async fn run(node: Arc<NodeState>, ctx: Arc<PollContext>, mut stop: watch::R
                 obs.info
                     .retain_fields(crate::expose::state::KEPT_AFTER_POLL);
                 let mut st = node.status();
-                st.history
-                    .record(at, &counters, ctx.hit_window, ctx.lag_history);
+                if !scout {
+                    st.history
+                        .record(at, &counters, ctx.hit_window, ctx.lag_history);
+                }
                 st.last = Some(Arc::new(obs));
                 // A relabel by discovery in between wins at the next poll.
-                st.rendered = Some(Arc::new(rendered));
+                st.rendered = rendered.map(Arc::new);
                 st.last_error = None;
                 st.last_success = Some(Instant::now());
                 st.last_poll_duration = Some(took);
@@ -524,18 +533,28 @@ fn deadline_error(phase: Phase, timeout: Duration) -> PollError {
     }
 }
 
+/// How one poll goes: `warm` picks the connect lane (see
+/// [`ConnectBudgets`]); `scout` makes it a discovery-only poll of a node
+/// another replica owns (see [`poll_commands`]).
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    warm: bool,
+    scout: bool,
+}
+
 /// One poll: a connection if there is none (through a connect lane, see
 /// [`ConnectBudgets`]), then a poll slot, then the commands. The caller's
 /// deadline bounds all of it; `phase` tells it where the time went.
 async fn poll_once(
     node: &NodeState,
     conn: &mut Option<Conn>,
-    warm: bool,
+    turn: Turn,
     caps: &mut Capabilities,
     cluster: &mut ClusterMemory,
     ctx: &PollContext,
     phase: &mut Phase,
 ) -> Result<Observation, PollError> {
+    let Turn { warm, scout } = turn;
     if conn.is_none() {
         *phase = Phase::ConnectSlot;
         let lane = if warm {
@@ -571,12 +590,19 @@ async fn poll_once(
         .await
         .map_err(|_| PollError::new(Reason::Timeout, "shutting down"))?;
     *phase = Phase::Reply;
-    poll_commands(node, conn, caps, cluster, ctx).await
+    poll_commands(node, conn, scout, caps, cluster, ctx).await
 }
 
+/// The INFO sections a scout asks for (7.0+): the server's identity and
+/// version, its role and whether it runs in cluster mode; a small reply.
+const SCOUT_SECTIONS: &[&str] = &["server", "replication", "cluster"];
+
+/// One poll's commands. A scout (a node another replica owns, kept for
+/// discovery) sends only a small INFO and the cluster commands.
 async fn poll_commands(
     node: &NodeState,
     conn: &mut Option<Conn>,
+    scout: bool,
     caps: &mut Capabilities,
     cluster: &mut ClusterMemory,
     ctx: &PollContext,
@@ -588,16 +614,21 @@ async fn poll_commands(
     };
     c.begin_poll();
 
-    let detailed = caps
-        .detail
-        .as_ref()
-        // Half an interval of slack: `d.at` is when the last detail reply
-        // arrived, later than that poll's scheduled start, so without it a
-        // detail interval equal to the poll interval would skip every other
-        // poll (and 30 s would mean every 31st poll).
-        .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
+    let detailed = !scout
+        && caps
+            .detail
+            .as_ref()
+            // Half an interval of slack: `d.at` is when the last detail reply
+            // arrived, later than that poll's scheduled start, so without it a
+            // detail interval equal to the poll interval would skip every other
+            // poll (and 30 s would mean every 31st poll).
+            .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
     let mut info_cmd: Vec<&[u8]> = vec![b"INFO"];
-    if caps.multi_section_info {
+    if scout {
+        if caps.multi_section_info {
+            info_cmd.extend(SCOUT_SECTIONS.iter().map(|s| s.as_bytes()));
+        }
+    } else if caps.multi_section_info {
         info_cmd.extend(INFO_SECTIONS.iter().map(|s| s.as_bytes()));
         if detailed {
             info_cmd.extend(DETAIL_SECTIONS.iter().map(|s| s.as_bytes()));
@@ -647,7 +678,7 @@ async fn poll_commands(
 
     // Dragonfly spells it max_clients.
     let mut maxclients = info.u64("maxclients").or_else(|| info.u64("max_clients"));
-    if maxclients.is_none() {
+    if maxclients.is_none() && !scout {
         maxclients = config_maxclients(c, target, caps, config_refresh).await?;
     }
     let maxclients = maxclients.or(target.maxclients_override);

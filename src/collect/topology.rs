@@ -20,11 +20,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::collect::discovery::{Refusal, RefusedAddr, Trust};
+use crate::collect::shard::{addr_unit, cluster_unit, owns};
 pub use crate::expose::topology::TopoNode;
 use crate::parse::cluster::NodeLine;
 use crate::redis::target::{format_host_port, Endpoint, Target};
@@ -362,25 +363,36 @@ pub trait Fleet: Send + Sync {
 pub async fn discover(shared: Arc<dyn Fleet>, mut stop: watch::Receiver<bool>) {
     let mut last: Option<Inputs> = None;
     let wake = shared.discovery_signal();
+    // When a pass asked to run again (a node waiting to join or leave the
+    // share).
+    let mut due: Option<tokio::time::Instant> = None;
+    let mut gains = ShardGains::default();
     loop {
         // Pollers signal a change of a node's view, role or up/down state
         // (a permit is stored if we are busy, so none is lost); the delay
         // lets a burst of signals (a failover seen by every node) coalesce.
-        tokio::select! {
-            _ = wake.notified() => {}
+        let timer = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let forced = tokio::select! {
+            _ = wake.notified() => false,
+            _ = timer => true,
             _ = stop.changed() => return,
-        }
+        };
         tokio::select! {
             _ = tokio::time::sleep(DISCOVERY_DEBOUNCE) => {}
             _ = stop.changed() => return,
         }
         // The merge is a pure function of these inputs: skip it when none
-        // moved.
+        // moved (unless a pass asked for a re-check).
         let inputs = Inputs::of(&*shared);
-        if last.as_ref().is_some_and(|l| l.same_as(&inputs)) {
+        if !forced && last.as_ref().is_some_and(|l| l.same_as(&inputs)) {
             continue;
         }
-        refresh(&*shared);
+        due = refresh(&*shared, &mut gains).map(|d| tokio::time::Instant::now() + d);
         last = Some(inputs);
     }
 }
@@ -455,23 +467,182 @@ fn trust_of(shared: &dyn Fleet, nodes: &[Arc<crate::expose::state::NodeState>]) 
     if let Some(networks) = &shared.settings().allowed_networks {
         return Trust::explicit(networks);
     }
-    let seeds = nodes
-        .iter()
-        .filter(|n| !n.target.discovered)
-        .filter_map(|n| match &n.target.endpoint {
-            Endpoint::Tcp { host, .. } => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .ok()
-                .or_else(|| n.status().peer_ip),
-            Endpoint::Unix { .. } => None,
-        });
+    // From the configuration, not the registry: a sharded replica drops
+    // the standalone targets another replica owns, and must still trust
+    // exactly what every other replica trusts.
+    let seeds = shared.seeds().iter().filter_map(|t| match &t.endpoint {
+        Endpoint::Tcp { host, .. } => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| n.target.addr == t.addr)
+                    .and_then(|n| n.status().peer_ip)
+            }),
+        Endpoint::Unix { .. } => None,
+    });
     Trust::from_seeds(seeds.collect::<Vec<_>>())
 }
 
-/// One discovery pass.
-pub fn refresh(shared: &dyn Fleet) {
+/// Decides which polled nodes this replica owns (`shard.index` of
+/// `shard.count`, collect/shard.rs) and gives up the others; returns each
+/// cluster node's unit of sharding by address, for the nodes still to add.
+///
+/// A node the merged topology places has its group's unit (cluster name and
+/// shard: a master with its replicas, unchanged by a failover); any other
+/// node (standalone, or a seed that never answered) its address. A node
+/// not owned goes: a discovered one stops being polled, a configured
+/// standalone one too (its unit, its address, never changes). A configured
+/// cluster node not owned stays as a scout: a small INFO and CLUSTER
+/// INFO/NODES per poll, never shown, so that this replica keeps seeing the
+/// whole topology even when it owns no node of that cluster. The nodes it
+/// owns feed discovery too.
+fn assign_shards(
+    shared: &dyn Fleet,
+    groups: &[Group],
+    nodes: &[Arc<crate::expose::state::NodeState>],
+    gains: &mut ShardGains,
+) -> Ownership {
+    let settings = shared.settings();
+    let shard = settings.shard;
+    let mut own = Ownership {
+        enabled: shard.enabled(),
+        unit_of: HashMap::new(),
+        shown: HashSet::new(),
+        to_add: HashSet::new(),
+        recheck: None,
+    };
+    for g in groups {
+        for n in &g.nodes {
+            own.unit_of
+                .insert(n.addr.clone(), cluster_unit(&g.name, &n.shard));
+        }
+    }
+    if !own.enabled {
+        return own;
+    }
+    let now = Instant::now();
+    let mut next: Option<Duration> = None;
+    // Units this replica owns, confirmed: owned in every pass for
+    // `shard_confirm`. A unit that is this replica's for a moment only (a
+    // view read in the middle of a failover) is neither added nor shown.
+    let mut confirmed = |addr: &str, next: &mut Option<Duration>| -> bool {
+        let since = *gains.0.entry(addr.to_string()).or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if waited >= settings.shard_confirm {
+            return true;
+        }
+        sooner(next, settings.shard_confirm - waited);
+        false
+    };
+    let mut owned_now: HashSet<String> = HashSet::new();
+    for (addr, unit) in &own.unit_of {
+        if owns(&shard, unit) {
+            owned_now.insert(addr.clone());
+        }
+    }
+    for node in nodes {
+        let addr = &node.target.addr;
+        let unit = match own.unit_of.get(addr) {
+            Some(u) => u.clone(),
+            // Not placed before its first poll has ended (this pass may
+            // run on another node's news): it may be a cluster node whose
+            // view is about to place it. Undecided, it stays a scout.
+            None if !node.status().polled_once => continue,
+            None => addr_unit(addr),
+        };
+        if owns(&shard, &unit) {
+            owned_now.insert(addr.clone());
+            node.status().unowned_since = None;
+            if !node.owned() && !confirmed(addr, &mut next) {
+                continue;
+            }
+            own.shown.insert(addr.clone());
+            if !node.set_owned(true) {
+                tracing::info!(addr = %addr, unit = %unit, shard.index = shard.index, shard.count = shard.count, "node is in this replica's share");
+            }
+            continue;
+        }
+        if node.owned() {
+            // Owned until now: give it up only once the new owner has had
+            // time to take it, and the views that say so have all been
+            // re-read (a replica's own view of a node it polls is fresher
+            // than the peers' views the other replicas go by; acting on
+            // the first would hand the node back and forth).
+            let waited = {
+                let mut st = node.status();
+                now.saturating_duration_since(*st.unowned_since.get_or_insert(now))
+            };
+            if waited < settings.shard_settle {
+                own.shown.insert(addr.clone());
+                sooner(&mut next, settings.shard_settle - waited);
+                continue;
+            }
+            node.set_owned(false);
+            tracing::info!(addr = %addr, unit = %unit, shard.index = shard.index, shard.count = shard.count, "node left this replica's share");
+        }
+        let (up, cluster_enabled) = {
+            let st = node.status();
+            (st.last.is_some(), st.cluster_enabled)
+        };
+        if node.target.discovered || (up && !cluster_enabled) {
+            shared.remove_node(addr);
+        }
+    }
+    // Owned nodes not polled yet: added once confirmed.
+    let known: HashSet<&str> = nodes.iter().map(|n| n.target.addr.as_str()).collect();
+    for addr in &owned_now {
+        if !known.contains(addr.as_str()) && confirmed(addr, &mut next) {
+            own.to_add.insert(addr.clone());
+        }
+    }
+    // A unit that stopped being ours starts its confirmation afresh.
+    gains.0.retain(|a, _| owned_now.contains(a));
+    own.recheck = next;
+    own
+}
+
+/// Keeps the earlier of `next` and `d` in `next`.
+fn sooner(next: &mut Option<Duration>, d: Duration) {
+    *next = Some(next.map_or(d, |n| n.min(d)));
+}
+
+/// Since when each address not (yet) shown here has been found in this
+/// replica's share: kept by the discovery loop between passes.
+#[derive(Debug, Default)]
+pub struct ShardGains(HashMap<String, Instant>);
+
+/// What [`assign_shards`] decided in one pass.
+struct Ownership {
+    enabled: bool,
+    /// Each cluster node's unit of sharding, by address.
+    unit_of: HashMap<String, String>,
+    /// Polled nodes shown after this pass.
+    shown: HashSet<String>,
+    /// Listed nodes to start polling (owned, confirmed).
+    to_add: HashSet<String>,
+    /// When a pass is due again (a node waiting to be confirmed or given
+    /// up).
+    recheck: Option<Duration>,
+}
+
+impl Ownership {
+    /// Whether a listed address not polled yet may be added.
+    fn may_add(&self, addr: &str) -> bool {
+        !self.enabled || self.to_add.contains(addr)
+    }
+    /// Whether a node's topology series belong on this replica's page.
+    fn shows(&self, addr: &str, added: &[&str]) -> bool {
+        !self.enabled || self.shown.contains(addr) || added.contains(&addr)
+    }
+}
+/// One discovery pass. Returns when the next pass is due without any
+/// node's news: a node leaving this replica's share waits out
+/// `shard_settle` (see [`assign_shards`]).
+pub fn refresh(shared: &dyn Fleet, gains: &mut ShardGains) -> Option<Duration> {
     let nodes = shared.nodes();
     let seeds: HashMap<&str, usize> = shared
         .seeds()
@@ -511,6 +682,7 @@ pub fn refresh(shared: &dyn Fleet) {
         .collect();
     let groups = build(&members);
     let settings = &shared.settings();
+    let ownership = assign_shards(shared, &groups, &nodes, gains);
     let trust = trust_of(shared, &nodes);
     let mut refused: Vec<RefusedAddr> = Vec::new();
     let mut total = shared.node_count();
@@ -552,6 +724,12 @@ pub fn refresh(shared: &dyn Fleet) {
         let mut not_polled: HashSet<&str> = HashSet::new();
         for (addr, ip, port) in &g.listed {
             if shared.knows(addr) {
+                continue;
+            }
+            if !ownership.may_add(addr) {
+                // Another replica's share (or ours, not confirmed yet):
+                // never connected to from here.
+                not_polled.insert(addr);
                 continue;
             }
             if !settings.enabled {
@@ -610,18 +788,21 @@ pub fn refresh(shared: &dyn Fleet) {
             shared.remove_node(&snapshot[i].0.target.addr);
         }
         // Addresses not polled stay out of the topology families too: an
-        // address a node made up must not appear in /metrics.
+        // address a node made up must not appear in /metrics. Neither do
+        // the nodes another replica owns (a scout is polled, not owned).
         topology.extend(
             g.nodes
                 .iter()
                 .filter(|n| !g.gone.iter().any(|&i| snapshot[i].0.target.addr == n.addr))
                 .filter(|n| !not_polled.contains(n.addr.as_str()))
+                .filter(|n| ownership.shows(&n.addr, &added))
                 .cloned(),
         );
     }
     let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     shared.refused().record(&names, refused);
     shared.set_topology(topology);
+    ownership.recheck
 }
 
 #[cfg(test)]

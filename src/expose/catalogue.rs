@@ -131,6 +131,8 @@ families! {
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
     ParseErrors = "redis_vitals_parse_errors_total", Counter, "Lines or fields of the node's CLUSTER NODES / CLUSTER INFO replies dropped as malformed, by reason; the rest of the reply is kept.";
     DiscoveryRefused = "redis_vitals_discovery_refused_total", Counter, "Discovered cluster node addresses not polled, by cluster and reason (not_allowed, link_local, cap); each counted once while listed.";
+    ShardInfo = "redis_vitals_shard_info", Gauge, "Always 1 when the fleet is sharded across replicas; labels index and count (--shard.index, --shard.count).";
+    ShardNodes = "redis_vitals_shard_nodes", Gauge, "Nodes in this replica's share (polled and shown here) when the fleet is sharded.";
 }
 
 /// Collects sample lines per family, then writes them in catalogue order.

@@ -42,6 +42,9 @@ pub struct RenderContext {
     pub stale_after: Option<std::time::Duration>,
     /// `redis_vitals_discovery_refused_total` (cluster, reason, count).
     pub discovery_refused: Vec<(String, crate::error::Refusal, u64)>,
+    /// (`shard.index`, `shard.count`) when the fleet is sharded
+    /// (`redis_vitals_shard_info`, `redis_vitals_shard_nodes`).
+    pub shard: Option<(u32, u32)>,
 }
 
 /// How old a node's data may be before it is shown down: the longest gap
@@ -305,6 +308,15 @@ impl Page {
             }
             if let Some(sample) = &ctx.process {
                 process = crate::expose::process::render(sample);
+            }
+            if let Some((index, count)) = ctx.shard {
+                let (index, count) = (index.to_string(), count.to_string());
+                out.push(
+                    F::ShardInfo,
+                    &[("index", index.as_str()), ("count", count.as_str())],
+                    1.0,
+                );
+                out.push(F::ShardNodes, &[], nodes.len() as f64);
             }
             for (cluster, reason, n) in &ctx.discovery_refused {
                 out.push(
@@ -1261,6 +1273,7 @@ mod tests {
             web_reload: None,
             stale_after: None,
             discovery_refused: Vec::new(),
+            shard: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! to the side and swaps it in under a short lock.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,10 @@ pub struct NodeStatus {
     /// The `cluster` label. Starts as the configured name; cluster
     /// discovery sets it for the nodes of a Redis Cluster.
     pub cluster: Arc<str>,
+    /// Sharding: since when discovery has found an owned node's unit
+    /// belonging to another replica (it is given up after
+    /// `shard_settle`); `None` while it is this replica's.
+    pub unowned_since: Option<Instant>,
 }
 
 /// Why part of a reply was dropped: the `reason` label of
@@ -139,6 +144,13 @@ impl ParseErrorKind {
 pub struct NodeState {
     pub target: Target,
     status: Mutex<NodeStatus>,
+    /// Whether this exporter replica owns the node (`shard.index` of
+    /// `shard.count`, collect/shard.rs). Only owned nodes are polled in
+    /// full and shown in `/metrics`, `/scrape` and `/sd`; a configured
+    /// node not (or not yet known to be) owned is a discovery scout: a
+    /// small INFO and the cluster commands, for the topology only. Always
+    /// true without sharding.
+    owned: AtomicBool,
 }
 
 impl NodeState {
@@ -150,7 +162,23 @@ impl NodeState {
         NodeState {
             target,
             status: Mutex::new(status),
+            owned: AtomicBool::new(true),
         }
+    }
+
+    /// See [`NodeState::owned`](Self).
+    pub fn owned(&self) -> bool {
+        self.owned.load(Ordering::Relaxed)
+    }
+
+    /// Sets whether this replica owns the node; returns the previous value.
+    /// A node given up loses its rendered series at once.
+    pub fn set_owned(&self, owned: bool) -> bool {
+        let was = self.owned.swap(owned, Ordering::Relaxed);
+        if was && !owned {
+            self.status().rendered = None;
+        }
+        was
     }
 
     /// Locks the status. Holders must not await or do I/O while holding it.
