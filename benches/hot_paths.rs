@@ -92,6 +92,7 @@ fn render_fleet(c: &mut Criterion) {
             web_reload: None,
             stale_after: None,
             discovery_refused: Vec::new(),
+            sentinels: Default::default(),
         };
         // What a scrape does: snapshot, then render chunk by chunk, each
         // dropped once written (as hyper does).

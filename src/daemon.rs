@@ -39,6 +39,10 @@ pub struct Shared {
     topology: RwLock<Arc<Vec<crate::expose::topology::TopoNode>>>,
     /// Discovered addresses not polled, and their counters (discovery.rs).
     pub refused: crate::collect::discovery::Refused,
+    /// Addresses learnt from Sentinel and refused (collect/sentinel.rs).
+    pub sentinel_refused: crate::collect::discovery::Refused,
+    /// The latest Sentinel state (collect/sentinel.rs).
+    sentinels: RwLock<Arc<crate::expose::sentinel::SentinelSnapshot>>,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
     process: crate::expose::process::Reader,
     /// `--web.config.file`, re-read on change and on SIGHUP.
@@ -82,6 +86,8 @@ impl Shared {
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
             refused: crate::collect::discovery::Refused::default(),
+            sentinel_refused: crate::collect::discovery::Refused::default(),
+            sentinels: RwLock::new(Arc::default()),
             process: crate::expose::process::Reader::new(),
             web,
             web_default: Arc::new(crate::web::config::WebConfig::default()),
@@ -166,6 +172,18 @@ impl Shared {
             .clone()
     }
 
+    pub fn set_sentinels(&self, s: crate::expose::sentinel::SentinelSnapshot) {
+        *self.sentinels.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+    }
+
+    /// The latest Sentinel state (empty without `sentinel.addr`).
+    pub fn sentinels(&self) -> Arc<crate::expose::sentinel::SentinelSnapshot> {
+        self.sentinels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The shard label of a cluster node.
     pub fn shard_of(&self, addr: &str) -> Option<String> {
         self.topology()
@@ -218,7 +236,12 @@ impl Shared {
                 .filter(|_| only_addr.is_none())
                 .map(|w| w.reload_status()),
             stale_after: Some(self.stale_after()),
-            discovery_refused: self.refused.counts(),
+            discovery_refused: {
+                let mut c = self.refused.counts();
+                c.extend(self.sentinel_refused.counts());
+                c
+            },
+            sentinels: self.sentinels(),
             only_addr,
         };
         (expose::Page::new(&self.nodes(), &ctx), topology)
@@ -386,6 +409,12 @@ impl Fleet for Shared {
     fn refused(&self) -> &crate::collect::discovery::Refused {
         &self.refused
     }
+    fn sentinel_refused(&self) -> &crate::collect::discovery::Refused {
+        &self.sentinel_refused
+    }
+    fn set_sentinels(&self, snapshot: crate::expose::sentinel::SentinelSnapshot) {
+        Shared::set_sentinels(self, snapshot)
+    }
 }
 
 impl crate::web::Site for Shared {
@@ -419,7 +448,8 @@ impl crate::web::Site for Shared {
 }
 
 /// Runs the daemon until `shutdown` completes: starts a poller per
-/// configured target, cluster discovery, and the HTTP server on `listener`.
+/// configured target, cluster discovery, Sentinel discovery when configured,
+/// and the HTTP server on `listener`.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let shared = Shared::new(config);
     run_shared(shared, listener, shutdown).await
@@ -440,6 +470,14 @@ pub async fn run_shared(
         shared.clone() as Arc<dyn Fleet>,
         stop_rx.clone(),
     ));
+    let sentinel = shared.config.sentinel.clone().map(|settings| {
+        tokio::spawn(crate::collect::sentinel::run(
+            shared.clone() as Arc<dyn Fleet>,
+            settings,
+            shared.config.poll.timeout,
+            stop_rx.clone(),
+        ))
+    });
     let watcher = shared
         .web
         .clone()
@@ -451,6 +489,9 @@ pub async fn run_shared(
     let _ = stop_tx.send(true);
     let _ = http.await;
     let _ = discovery.await;
+    if let Some(s) = sentinel {
+        let _ = s.await;
+    }
     if let Some(w) = watcher {
         let _ = w.await;
     }

@@ -355,6 +355,11 @@ pub trait Fleet: Send + Sync {
     /// The configured targets (the seeds).
     fn seeds(&self) -> &[Target];
     fn refused(&self) -> &crate::collect::discovery::Refused;
+    /// Addresses learnt from Sentinel and refused (collect::sentinel); apart
+    /// from cluster discovery's, as each pass replaces its own list.
+    fn sentinel_refused(&self) -> &crate::collect::discovery::Refused;
+    /// Publishes the latest Sentinel state for the scrapes.
+    fn set_sentinels(&self, snapshot: crate::expose::sentinel::SentinelSnapshot);
 }
 
 /// Keeps the set of polled nodes and the topology snapshot in step with each

@@ -9,6 +9,7 @@
 
 pub mod catalogue;
 pub mod process;
+pub mod sentinel;
 pub mod state;
 pub mod topology;
 
@@ -42,6 +43,8 @@ pub struct RenderContext {
     pub stale_after: Option<std::time::Duration>,
     /// `redis_vitals_discovery_refused_total` (cluster, reason, count).
     pub discovery_refused: Vec<(String, crate::error::Refusal, u64)>,
+    /// The `redis_sentinel_*` families (full output only).
+    pub sentinels: Arc<crate::expose::sentinel::SentinelSnapshot>,
 }
 
 /// How old a node's data may be before it is shown down: the longest gap
@@ -313,6 +316,7 @@ impl Page {
                     *n as f64,
                 );
             }
+            crate::expose::sentinel::render(&mut out, &ctx.sentinels);
         }
         replication_lag(&mut out, &views, ctx);
         crate::expose::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
@@ -1261,6 +1265,7 @@ mod tests {
             web_reload: None,
             stale_after: None,
             discovery_refused: Vec::new(),
+            sentinels: Default::default(),
         }
     }
 
