@@ -369,7 +369,10 @@ impl Hub {
     }
 
     /// One round: poll, follow the Sentinels and the data nodes, publish.
-    async fn round(&mut self) {
+    /// Returns whether it started watching a Sentinel (which the caller
+    /// polls at once rather than at the next refresh).
+    async fn round(&mut self) -> bool {
+        let mut found = false;
         self.poll_all().await;
         let trust = self.trust();
         let mut refused: Vec<RefusedAddr> = Vec::new();
@@ -440,6 +443,7 @@ impl Hub {
             let mut w = Watched::new(t, false);
             self.start_subscriber(&mut w);
             self.sentinels.insert(addr.clone(), w);
+            found = true;
         }
         if any_up {
             let gone: Vec<String> = self
@@ -621,6 +625,7 @@ impl Hub {
         self.fleet.sentinel_refused().record(&group_names, refused);
         self.fleet
             .set_sentinels(SentinelSnapshot { sentinels, groups });
+        found
     }
 
     fn on_event(&mut self, ev: &Event) {
@@ -658,7 +663,13 @@ pub async fn run(
         hub.sentinels.insert(t.addr.clone(), w);
     }
     loop {
-        hub.round().await;
+        // A round that found Sentinels is followed by one that polls them;
+        // bounded, as each finds at most MAX_SENTINELS in all.
+        for _ in 0..MAX_SENTINELS {
+            if !hub.round().await {
+                break;
+            }
+        }
         let refresh = tokio::time::sleep(hub.settings.refresh);
         tokio::select! {
             _ = stop.changed() => break,
