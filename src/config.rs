@@ -1387,4 +1387,119 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn sentinel_settings_and_their_own_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = dir.path().join("sentinel-pw");
+        let rp = dir.path().join("redis-pw");
+        std::fs::write(&sp, "sentinel-secret\n").unwrap();
+        std::fs::write(&rp, "redis-secret\n").unwrap();
+        let c = cfg(&[
+            "--sentinel.addr",
+            "10.0.0.1:26379,10.0.0.2:26379",
+            "--sentinel.master",
+            "cache",
+            "--sentinel.password-file",
+            sp.to_str().unwrap(),
+            "--sentinel.user",
+            "watcher",
+            "--redis.password-file",
+            rp.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(
+            c.targets.is_empty(),
+            "no default localhost target with Sentinels"
+        );
+        let s = c.sentinel.unwrap();
+        assert_eq!(s.sentinels.len(), 2);
+        assert_eq!(s.masters, ["cache"]);
+        assert_eq!(s.refresh, DEFAULT_SENTINEL_REFRESH);
+        assert_eq!(s.ckquorum, DEFAULT_SENTINEL_CKQUORUM);
+        // Each side has its own credentials, and only its own.
+        for t in &s.sentinels {
+            assert_eq!(t.password.as_ref().unwrap().expose(), "sentinel-secret");
+            assert_eq!(t.user.as_deref(), Some("watcher"));
+        }
+        assert_eq!(
+            s.data_template.password.as_ref().unwrap().expose(),
+            "redis-secret"
+        );
+        assert_eq!(s.data_template.user, None);
+        assert!(s.data_template.tls.is_none());
+        assert!(cfg(&[]).unwrap().sentinel.is_none());
+
+        let file = parse_file(
+            "[sentinel]\naddr = [\"h:26379\"]\nmasters = [\"a\", \"b\"]\nrefresh-interval = \"5s\"\n\
+             ckquorum-interval = \"1m\"\nallowed-networks = [\"10.0.0.0/8\"]\ndata-tls = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.sentinel.masters.unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn bad_sentinel_values_name_their_key() {
+        let key = |args: &[&str]| cfg(args).unwrap_err().key;
+        assert_eq!(
+            key(&["--sentinel.addr", "h:1", "--sentinel.addr", "ftp://x"]),
+            "sentinel.addr[1]"
+        );
+        assert_eq!(
+            key(&["--sentinel.addr", "unix:///tmp/s.sock"]),
+            "sentinel.addr[0]"
+        );
+        assert_eq!(key(&["--sentinel.addr", "h:1,h:1"]), "sentinel.addr[1]");
+        assert_eq!(
+            key(&["--sentinel.addr", "h:1", "--sentinel.master", "a b"]),
+            "sentinel.masters[0]"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.ckquorum-interval",
+                "100ms"
+            ]),
+            "sentinel.ckquorum-interval"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.refresh-interval",
+                "1ms"
+            ]),
+            "sentinel.refresh-interval"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.allowed-networks",
+                "10.0.0.0/33"
+            ]),
+            "sentinel.allowed-networks[0]"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.password-file",
+                "/nonexistent/x"
+            ]),
+            "sentinel.password-file"
+        );
+        let e = parse_file("[sentinel]\nadr = [\"h:1\"]\n").unwrap_err();
+        assert!(e.message.contains("adr"), "{e}");
+        // cluster.allowed-networks applies when sentinel.allowed-networks is unset.
+        let c = cfg(&[
+            "--sentinel.addr",
+            "h:1",
+            "--cluster.allowed-networks",
+            "10.9.0.0/16",
+        ])
+        .unwrap();
+        assert_eq!(c.sentinel.unwrap().allowed_networks.unwrap().len(), 1);
+    }
 }
