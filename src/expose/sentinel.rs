@@ -94,8 +94,12 @@ pub fn render(out: &mut Out, s: &SentinelSnapshot) {
             out.push(F::SentinelRunningScripts, &base, n as f64);
         }
         for m in &v.masters_seen {
+            // `cluster` carries the master name as on the group's data
+            // nodes, so dashboards and joins use one label; `master_name`
+            // keeps the peer exporter's label.
             let labels = [
                 ("sentinel", v.addr.as_str()),
+                ("cluster", m.name.as_str()),
                 ("master_name", m.name.as_str()),
             ];
             out.push(
@@ -103,6 +107,7 @@ pub fn render(out: &mut Out, s: &SentinelSnapshot) {
                 &[
                     labels[0],
                     labels[1],
+                    labels[2],
                     ("master_address", m.address.as_str()),
                     ("master_status", m.status()),
                 ],
@@ -126,7 +131,10 @@ pub fn render(out: &mut Out, s: &SentinelSnapshot) {
         }
     }
     for g in &s.groups {
-        let labels = [("master_name", g.name.as_str())];
+        let labels = [
+            ("cluster", g.name.as_str()),
+            ("master_name", g.name.as_str()),
+        ];
         out.push(F::SentinelMasterAddresses, &labels, g.addresses as f64);
         out.push(F::SentinelMasterSentinelsUp, &labels, g.sentinels_up as f64);
         if let Some(t) = g.last_failover {
