@@ -4,6 +4,8 @@
 
 mod common;
 mod daemon_harness;
+#[allow(dead_code)]
+mod e2e_support;
 mod sentinel_support;
 
 use std::collections::BTreeMap;
@@ -372,5 +374,95 @@ fn a_stopped_sentinel_shows_and_untrusted_addresses_are_refused() {
     assert_eq!(
         find_value(&m, "redis_sentinel_up", &[("sentinel", &s[0])]),
         Some(1.0)
+    );
+}
+
+/// A stopped Sentinel fires RedisSentinelDown in a real Prometheus running
+/// the bundled rules (their `for:` shortened to 2s, as tests/e2e_prometheus.rs
+/// does; the durations are covered by alerts/tests/sentinel.yml), and a
+/// healthy group fires none of the Sentinel alerts.
+#[test]
+fn a_stopped_sentinel_fires_its_alert_in_prometheus() {
+    use e2e_support::{copy_rules_with_for, Exporter, Prometheus, PrometheusSetup};
+    let mut setup = SentinelSetup::start(1, 3);
+    let s: Vec<String> = setup.sentinels.iter().map(|s| s.addr()).collect();
+    let exporter = Exporter::start(&[
+        "--sentinel.addr",
+        &s.join(","),
+        "--poll.interval",
+        "1s",
+        "--poll.timeout",
+        "900ms",
+        "--sentinel.refresh-interval",
+        "60s",
+    ]);
+    let rules = tempfile::Builder::new()
+        .prefix("redis-vitals-sentinel-rules-")
+        .tempdir()
+        .unwrap();
+    let (recording, _) = copy_rules_with_for("redis-vitals.recording.yml", rules.path(), "2s");
+    let (alerting, _) = copy_rules_with_for("redis-vitals.rules.yml", rules.path(), "2s");
+    let prom = Prometheus::start(&PrometheusSetup {
+        exporters: vec![exporter.addr],
+        rule_files: vec![recording, alerting],
+        alertmanager: None,
+        interval: "1s",
+    });
+    let sentinel_alerts = || -> Result<Vec<e2e_support::Alert>, String> {
+        Ok(prom
+            .alerts()?
+            .into_iter()
+            .filter(|a| a.name().starts_with("RedisSentinel"))
+            .collect())
+    };
+    common::wait_for(
+        WAIT,
+        "three Sentinels up in Prometheus, a few scrapes deep",
+        || {
+            let up = prom.query_values(
+                "count_over_time(redis_sentinel_up[1m]) >= 5 and redis_sentinel_up == 1",
+            )?;
+            (up.len() == 3)
+                .then_some(())
+                .ok_or(format!("{} up", up.len()))
+        },
+    );
+    let quiet = sentinel_alerts().unwrap();
+    assert!(quiet.is_empty(), "a healthy group fires nothing: {quiet:?}");
+
+    let started = Instant::now();
+    setup.sentinels[2].kill();
+    let alert = common::wait_for(
+        WAIT,
+        "RedisSentinelDown firing for the stopped Sentinel",
+        || {
+            let all = sentinel_alerts()?;
+            all.iter()
+                .find(|a| a.name() == "RedisSentinelDown" && a.firing())
+                .cloned()
+                .ok_or(format!(
+                    "{:?}",
+                    all.iter().map(|a| a.short()).collect::<Vec<_>>()
+                ))
+        },
+    );
+    eprintln!(
+        "RedisSentinelDown fired {:?} after the Sentinel stopped",
+        started.elapsed()
+    );
+    assert!(
+        alert.matches(&[("sentinel", &s[2]), ("severity", "warning")]),
+        "{}",
+        alert.short()
+    );
+    let others: Vec<String> = sentinel_alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name() != "RedisSentinelDown")
+        .map(|a| a.short())
+        .collect();
+    assert!(
+        others.is_empty(),
+        "two of three Sentinels keep the quorum: {others:?}"
     );
 }
