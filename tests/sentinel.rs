@@ -5,6 +5,8 @@
 mod common;
 mod daemon_harness;
 #[allow(dead_code)]
+mod dashboard_queries;
+#[allow(dead_code)]
 mod e2e_support;
 mod sentinel_support;
 
@@ -429,6 +431,26 @@ fn a_stopped_sentinel_fires_its_alert_in_prometheus() {
     );
     let quiet = sentinel_alerts().unwrap();
     assert!(quiet.is_empty(), "a healthy group fires nothing: {quiet:?}");
+    // Every query of the dashboards' Sentinel row returns data here (the
+    // Redis Cluster run of tests/e2e_prometheus.rs allows them empty).
+    let mut checked = 0;
+    for (dashboard, panel, expr) in dashboard_queries::dashboard_queries() {
+        if !expr.contains("redis_sentinel_") {
+            continue;
+        }
+        checked += 1;
+        let r = prom
+            .query(&expr)
+            .unwrap_or_else(|e| panic!("{dashboard} / {panel}: {e}"));
+        assert!(
+            !r.is_empty(),
+            "{dashboard} / {panel} returned no data: {expr}"
+        );
+    }
+    assert!(
+        checked >= 8,
+        "only {checked} Sentinel queries in the dashboards"
+    );
 
     let started = Instant::now();
     setup.sentinels[2].kill();
