@@ -1178,6 +1178,7 @@ fn build_target(
             Some(settings.config_command.clone())
         },
         discovered: false,
+        from_sentinel: false,
         tls,
     })
 }

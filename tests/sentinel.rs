@@ -488,3 +488,66 @@ fn a_stopped_sentinel_fires_its_alert_in_prometheus() {
         "two of three Sentinels keep the quorum: {others:?}"
     );
 }
+
+/// The Sentinels and the data nodes have different passwords: each side is
+/// sent its own and only its own (a wrong AUTH would show in the data
+/// nodes' ACL LOG).
+#[test]
+fn sentinels_and_data_nodes_keep_their_own_credentials() {
+    let setup = SentinelSetup::start_with(1, 3, Some("data-secret"), Some("sentinel-secret"));
+    let dir = tempfile::tempdir().unwrap();
+    let (dp, sp) = (dir.path().join("data"), dir.path().join("sentinel"));
+    std::fs::write(&dp, "data-secret\n").unwrap();
+    std::fs::write(&sp, "sentinel-secret\n").unwrap();
+    let s: Vec<String> = setup.sentinels.iter().map(|s| s.addr()).collect();
+    let d = TestDaemon::start(&[
+        "--sentinel.addr",
+        &s.join(","),
+        "--sentinel.password-file",
+        sp.to_str().unwrap(),
+        "--redis.password-file",
+        dp.to_str().unwrap(),
+    ]);
+    let addrs: Vec<String> = setup.nodes.iter().map(|n| n.addr()).collect();
+    common::wait_for(WAIT, "both data nodes and three Sentinels up", || {
+        let m = d.metrics();
+        let nodes = addrs
+            .iter()
+            .filter(|a| {
+                find_value(&m, "redis_up", &[("addr", a), ("cluster", MASTER_NAME)]) == Some(1.0)
+            })
+            .count();
+        let sentinels = s
+            .iter()
+            .filter(|a| find_value(&m, "redis_sentinel_up", &[("sentinel", a)]) == Some(1.0))
+            .count();
+        (nodes == 2 && sentinels == 3)
+            .then_some(())
+            .ok_or(format!("{nodes} nodes, {sentinels} Sentinels up"))
+    });
+    for n in &setup.nodes {
+        match n.command(&["ACL", "LOG"]) {
+            common::Resp::Array(Some(entries)) => assert!(
+                entries.is_empty(),
+                "{}: failed AUTH attempts: {entries:?}",
+                n.addr()
+            ),
+            other => panic!("ACL LOG: {other:?}"),
+        }
+    }
+    drop(d);
+    // The other way round, nothing works: the Sentinels refuse the data
+    // password, and no node is found.
+    let d = TestDaemon::start(&[
+        "--sentinel.addr",
+        &s[0],
+        "--sentinel.password-file",
+        dp.to_str().unwrap(),
+        "--redis.password-file",
+        sp.to_str().unwrap(),
+    ]);
+    d.wait_value(WAIT, "redis_sentinel_up", &[("sentinel", &s[0])], |v| {
+        v == 0.0
+    });
+    assert!(find_all(&d.metrics(), "redis_up", &[]).is_empty());
+}

@@ -545,6 +545,7 @@ impl Hub {
             t.db = 0;
             t.cluster = group.clone();
             t.discovered = true;
+            t.from_sentinel = true;
             if let Some(tls) = &mut t.tls {
                 if !tls.name_overridden {
                     tls.server_name = ip.clone();

@@ -477,7 +477,13 @@ fn trust_of(shared: &dyn Fleet, nodes: &[Arc<crate::expose::state::NodeState>]) 
 
 /// One discovery pass.
 pub fn refresh(shared: &dyn Fleet) {
-    let nodes = shared.nodes();
+    // Nodes found through Sentinel are collect::sentinel's: never merged,
+    // relabelled or removed here.
+    let nodes: Vec<_> = shared
+        .nodes()
+        .into_iter()
+        .filter(|n| !n.target.from_sentinel)
+        .collect();
     let seeds: HashMap<&str, usize> = shared
         .seeds()
         .iter()

@@ -1178,6 +1178,7 @@ mod tests {
             maxclients_override: None,
             config_command: None,
             discovered: false,
+            from_sentinel: false,
             tls: None,
         }))
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{self, resp_exchange, wait_for, RedisServer, Resp};
+use crate::common::{self, resp_exchange, wait_for, CliAuth, RedisServer, Resp};
 
 pub const MASTER_NAME: &str = "mymaster";
 /// How long a Sentinel waits before it calls a silent node subjectively
@@ -22,6 +22,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// One Sentinel process.
 pub struct Sentinel {
     pub port: u16,
+    /// `requirepass` of this Sentinel, used by the harness's own commands.
+    auth: Option<CliAuth>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -30,6 +32,17 @@ impl Sentinel {
     /// Starts a Sentinel monitoring `master_port` as [`MASTER_NAME`] with
     /// `quorum`, and waits until it answers PING.
     pub fn start(master_port: u16, quorum: u32) -> Sentinel {
+        Self::start_with(master_port, quorum, None, None)
+    }
+
+    /// As [`Sentinel::start`], with a password of its own (`requirepass`)
+    /// and the data nodes' password (`sentinel auth-pass`).
+    pub fn start_with(
+        master_port: u16,
+        quorum: u32,
+        own_pass: Option<&str>,
+        data_pass: Option<&str>,
+    ) -> Sentinel {
         let port = common::free_port();
         let dir = tempfile::Builder::new()
             .prefix("redis-vitals-sentinel-")
@@ -43,8 +56,19 @@ impl Sentinel {
              sentinel parallel-syncs {MASTER_NAME} 2\n",
             dir = dir.path().display()
         );
+        let mut conf = conf;
+        if let Some(p) = own_pass {
+            conf.push_str(&format!("requirepass {p}\n"));
+        }
+        if let Some(p) = data_pass {
+            conf.push_str(&format!("sentinel auth-pass {MASTER_NAME} {p}\n"));
+        }
         let mut s = Sentinel {
             port,
+            auth: own_pass.map(|p| CliAuth {
+                user: None,
+                pass: p.to_string(),
+            }),
             dir,
             child: None,
         };
@@ -68,10 +92,11 @@ impl Sentinel {
             .expect("spawn redis-server --sentinel");
         self.child = Some(child);
         let port = self.port;
+        let auth = self.auth.clone();
         wait_for(
             START_TIMEOUT,
             &format!("Sentinel on {port} to answer"),
-            || match resp_exchange(port, None, &[&["PING"]], Duration::from_secs(1)) {
+            || match resp_exchange(port, auth.as_ref(), &[&["PING"]], Duration::from_secs(1)) {
                 Ok(r) if matches!(r.first(), Some(Resp::Simple(_))) => Ok(()),
                 Ok(r) => Err(format!("{r:?}")),
                 Err(e) => Err(e),
@@ -85,7 +110,13 @@ impl Sentinel {
 
     /// One command; the reply.
     pub fn command(&self, args: &[&str]) -> Result<Resp, String> {
-        resp_exchange(self.port, None, &[args], Duration::from_secs(2)).map(|mut r| r.remove(0))
+        resp_exchange(
+            self.port,
+            self.auth.as_ref(),
+            &[args],
+            Duration::from_secs(2),
+        )
+        .map(|mut r| r.remove(0))
     }
 
     /// The master address this Sentinel reports.
@@ -140,16 +171,31 @@ impl SentinelSetup {
     /// 2), waiting until every Sentinel knows every replica and the other
     /// Sentinels.
     pub fn start(replicas: usize, sentinels: usize) -> SentinelSetup {
-        let master = RedisServer::start(&[]);
+        Self::start_with(replicas, sentinels, None, None)
+    }
+
+    /// As [`SentinelSetup::start`], with a password on the data nodes and
+    /// another one on the Sentinels.
+    pub fn start_with(
+        replicas: usize,
+        sentinels: usize,
+        data_pass: Option<&str>,
+        sentinel_pass: Option<&str>,
+    ) -> SentinelSetup {
+        let args: Vec<&str> = match data_pass {
+            Some(p) => vec!["--requirepass", p],
+            None => vec![],
+        };
+        let master = RedisServer::start(&args);
         let mut nodes = vec![];
         let reps: Vec<RedisServer> = (0..replicas)
-            .map(|_| common::start_replica_of(&master, &[]))
+            .map(|_| common::start_replica_of(&master, &args))
             .collect();
         let master_port = master.port;
         nodes.push(master);
         nodes.extend(reps);
         let sentinels: Vec<Sentinel> = (0..sentinels)
-            .map(|_| Sentinel::start(master_port, 2))
+            .map(|_| Sentinel::start_with(master_port, 2, sentinel_pass, data_pass))
             .collect();
         let setup = SentinelSetup { nodes, sentinels };
         setup.wait_settled(Duration::from_secs(20));
