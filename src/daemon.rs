@@ -336,9 +336,16 @@ impl Shared {
     /// The landing page's section on refused addresses (empty when none).
     fn refused_section(&self) -> String {
         use crate::web::html_escape;
-        let (shown, total) = self
+        let (mut shown, mut total) = self
             .refused
             .current(crate::collect::discovery::SHOWN_ON_PAGE);
+        // Addresses learnt from Sentinel and refused, after the cluster's.
+        let (more, n) = self
+            .sentinel_refused
+            .current(crate::collect::discovery::SHOWN_ON_PAGE);
+        total += n;
+        shown.extend(more);
+        shown.truncate(crate::collect::discovery::SHOWN_ON_PAGE);
         if total == 0 {
             return String::new();
         }
@@ -358,8 +365,8 @@ impl Shared {
         };
         format!(
             "<h2>Discovered addresses not polled ({total})</h2>\n\
-             <p>Listed by a cluster node but refused: outside <code>cluster.allowed-networks</code> \
-             (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
+             <p>Listed by a cluster node or a Sentinel but refused: outside <code>cluster.allowed-networks</code> \
+             / <code>sentinel.allowed-networks</code> (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
              <code>poll.max-nodes</code>. Nothing is sent to them.</p>\n\
              <table border=\"1\" cellpadding=\"4\"><tr><th>Address</th><th>Cluster</th><th>Reason</th></tr>\n{rows}</table>\n{more}"
         )

@@ -341,6 +341,23 @@ fn a_stopped_sentinel_shows_and_untrusted_addresses_are_refused() {
     ]);
     let l = [("master_name", MASTER_NAME)];
     d.wait_value(WAIT, "redis_sentinel_master_sentinels_up", &l, |v| v == 3.0);
+
+    // A replica added: Sentinel finds it in the master's INFO (every 10 s)
+    // and announces +slave; the exporter polls it without waiting for its
+    // 60 s refresh.
+    let started = Instant::now();
+    let added = common::start_replica_of(&setup.nodes[0], &[]);
+    d.wait_value(
+        WAIT,
+        "redis_up",
+        &[("addr", &added.addr()), ("cluster", MASTER_NAME)],
+        |v| v == 1.0,
+    );
+    eprintln!(
+        "added replica polled {:?} after it started",
+        started.elapsed()
+    );
+
     let started = Instant::now();
     setup.sentinels[2].kill();
     d.wait_value(WAIT, "redis_sentinel_up", &[("sentinel", &s[2])], |v| {
@@ -373,6 +390,12 @@ fn a_stopped_sentinel_shows_and_untrusted_addresses_are_refused() {
     );
     let m = d.metrics();
     assert!(find_all(&m, "redis_up", &[]).is_empty(), "nothing polled");
+    let (_, page) = d.get("/");
+    let master = setup.nodes[0].addr();
+    assert!(
+        page.contains("Discovered addresses not polled") && page.contains(&master),
+        "the landing page lists the refused master {master}: {page}"
+    );
     assert_eq!(
         find_value(&m, "redis_sentinel_up", &[("sentinel", &s[0])]),
         Some(1.0)
