@@ -4,9 +4,7 @@
 
 mod common;
 mod daemon_harness;
-#[allow(dead_code)]
 mod dashboard_queries;
-#[allow(dead_code)]
 mod e2e_support;
 mod sentinel_support;
 
