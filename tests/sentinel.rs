@@ -520,10 +520,17 @@ fn sentinels_and_data_nodes_keep_their_own_credentials() {
     let (dp, sp) = (dir.path().join("data"), dir.path().join("sentinel"));
     std::fs::write(&dp, "data-secret\n").unwrap();
     std::fs::write(&sp, "sentinel-secret\n").unwrap();
+    // By host name: their peers list them by IP, and each must still be
+    // watched once.
+    let named: Vec<String> = setup
+        .sentinels
+        .iter()
+        .map(|s| format!("localhost:{}", s.port))
+        .collect();
     let s: Vec<String> = setup.sentinels.iter().map(|s| s.addr()).collect();
     let d = TestDaemon::start(&[
         "--sentinel.addr",
-        &s.join(","),
+        &named.join(","),
         "--sentinel.password-file",
         sp.to_str().unwrap(),
         "--redis.password-file",
@@ -538,7 +545,7 @@ fn sentinels_and_data_nodes_keep_their_own_credentials() {
                 find_value(&m, "redis_up", &[("addr", a), ("cluster", MASTER_NAME)]) == Some(1.0)
             })
             .count();
-        let sentinels = s
+        let sentinels = named
             .iter()
             .filter(|a| find_value(&m, "redis_sentinel_up", &[("sentinel", a)]) == Some(1.0))
             .count();
@@ -546,6 +553,20 @@ fn sentinels_and_data_nodes_keep_their_own_credentials() {
             .then_some(())
             .ok_or(format!("{nodes} nodes, {sentinels} Sentinels up"))
     });
+    let m = d.metrics();
+    assert_eq!(
+        find_all(&m, "redis_sentinel_up", &[]).len(),
+        3,
+        "each Sentinel watched once"
+    );
+    assert_eq!(
+        find_value(
+            &m,
+            "redis_sentinel_master_sentinels_up",
+            &[("master_name", MASTER_NAME)]
+        ),
+        Some(3.0)
+    );
     for n in &setup.nodes {
         match n.command(&["ACL", "LOG"]) {
             common::Resp::Array(Some(entries)) => assert!(

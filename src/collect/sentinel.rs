@@ -286,6 +286,19 @@ impl Hub {
         Trust::from_seeds(seeds.collect::<Vec<_>>())
     }
 
+    /// Whether a Sentinel configured by host name is the one at `ip:port`
+    /// (the address its connection reached): listed by its peers under
+    /// its IP, it must not be watched twice.
+    fn is_watched_by_ip(&self, ip: &str, port: u16) -> bool {
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            return false;
+        };
+        self.sentinels.values().any(|w| {
+            w.peer_ip.map(|p| p.to_canonical()) == Some(ip.to_canonical())
+                && matches!(&w.target.endpoint, Endpoint::Tcp { port: p, .. } if *p == port)
+        })
+    }
+
     fn start_subscriber(&self, w: &mut Watched) {
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(subscribe(
@@ -409,7 +422,7 @@ impl Hub {
             .find(|w| w.configured)
             .map(|w| w.target.clone());
         for (addr, (ip, port, group)) in &listed {
-            if self.sentinels.contains_key(addr) {
+            if self.sentinels.contains_key(addr) || self.is_watched_by_ip(ip, *port) {
                 continue;
             }
             let refusal = match trust.check(ip) {
