@@ -204,9 +204,13 @@ impl Shared {
             .contains_key(addr)
     }
 
-    /// Ready once every node known now has finished one poll.
+    /// Ready once every node known now has finished one poll, and, with
+    /// Sentinels configured, once they have been asked for their groups
+    /// (before that the node list is empty, not complete).
     pub fn ready(&self) -> bool {
-        self.nodes().iter().all(|n| n.status().polled_once)
+        let sentinels_asked =
+            self.config.sentinel.is_none() || !self.sentinels().sentinels.is_empty();
+        sentinels_asked && self.nodes().iter().all(|n| n.status().polled_once)
     }
 
     /// A snapshot of the nodes as a page to stream: every node's series,

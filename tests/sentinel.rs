@@ -93,6 +93,11 @@ fn discovers_the_group_through_sentinel_and_follows_a_failover() {
         }
         Ok(())
     });
+    let (status, _) = d.get("/-/ready");
+    assert_eq!(
+        status, 200,
+        "ready once the Sentinels were asked and the nodes polled"
+    );
     let m = d.metrics();
     // Nothing else is polled: no default localhost:6379 target.
     assert_eq!(find_all(&m, "redis_up", &[]).len(), 3);
