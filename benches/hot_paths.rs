@@ -72,6 +72,7 @@ fn render_fleet(c: &mut Criterion) {
                     maxclients_override: None,
                     config_command: None,
                     discovered: false,
+                    from_sentinel: false,
                     tls: None,
                 };
                 let text = redis_vitals::expose::render_node(&obs, &target.addr, "");
@@ -93,6 +94,7 @@ fn render_fleet(c: &mut Criterion) {
             stale_after: None,
             discovery_refused: Vec::new(),
             shard: None,
+            sentinels: Default::default(),
         };
         // What a scrape does: snapshot, then render chunk by chunk, each
         // dropped once written (as hyper does).

@@ -3,12 +3,15 @@
 #
 #   scripts/demo.sh            # until Ctrl-C
 #   scripts/demo.sh --for 10m  # stops by itself after that long
+#   scripts/demo.sh --sentinel # a Sentinel setup instead of a cluster
 #
 # Starts, all on 127.0.0.1 and on free ports, in a temporary directory:
 # a 3-master/3-replica Redis Cluster, the load generator
 # (redis-vitals-loadgen, a cache-aside workload), the exporter, Alertmanager
 # and Prometheus (with the bundled recording and alerting rules), then prints
-# where to look. Ctrl-C or SIGTERM stops every process it started and
+# where to look. With --sentinel: a master with two replicas watched by
+# three Redis Sentinels (master name "demo"), the exporter given only the
+# Sentinels' addresses. Ctrl-C or SIGTERM stops every process it started and
 # removes the temporary directory; running it again starts afresh.
 #
 # On a fresh Debian/Ubuntu machine it first installs what is missing
@@ -21,6 +24,7 @@
 #   --for DURATION   stop after DURATION (seconds, or with s/m/h suffix)
 #   --no-install     never call apt-get; fail if something is missing
 #   --rate N         load generator operations per second (default 300)
+#   --sentinel       master + 2 replicas + 3 Sentinels instead of a cluster
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,6 +32,7 @@ CLUSTER_NAME="demo"
 RUN_FOR=""
 INSTALL=1
 RATE=300
+SENTINEL=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -36,6 +41,7 @@ while (($#)); do
     --for) RUN_FOR="${2:?--for needs a duration}"; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --rate) RATE="${2:?--rate needs a number}"; shift 2 ;;
+    --sentinel) SENTINEL=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -169,13 +175,54 @@ print(" ".join(map(str, ports)))
 EOF
 }
 
-read -r -a REDIS_PORTS <<<"$(free_ports 6 --cluster)"
 read -r EXPORTER_PORT PROM_PORT AM_PORT <<<"$(free_ports 3)"
 log "work dir $WORK"
-log "ports: redis ${REDIS_PORTS[*]} (bus +10000), exporter $EXPORTER_PORT, prometheus $PROM_PORT, alertmanager $AM_PORT"
+if ((SENTINEL)); then
+  read -r -a REDIS_PORTS <<<"$(free_ports 3)"
+  read -r -a SENTINEL_PORTS <<<"$(free_ports 3)"
+  log "ports: redis ${REDIS_PORTS[*]}, sentinels ${SENTINEL_PORTS[*]}, exporter $EXPORTER_PORT, prometheus $PROM_PORT, alertmanager $AM_PORT"
+else
+  read -r -a REDIS_PORTS <<<"$(free_ports 6 --cluster)"
+  log "ports: redis ${REDIS_PORTS[*]} (bus +10000), exporter $EXPORTER_PORT, prometheus $PROM_PORT, alertmanager $AM_PORT"
+fi
 
-# --- 5. Redis Cluster ----------------------------------------------------------
+# --- 5. Redis Cluster (or Sentinel) ---------------------------------------------
 
+start_sentinel_setup() {
+  local master="${REDIS_PORTS[0]}" port dir
+  for port in "${REDIS_PORTS[@]}"; do
+    dir="$WORK/redis-$port"
+    mkdir -p "$dir"
+    local replicaof=()
+    [ "$port" = "$master" ] || replicaof=(--replicaof 127.0.0.1 "$master")
+    start "redis-$port" redis-server \
+      --bind 127.0.0.1 --port "$port" --dir "$dir" \
+      --save "" --appendonly no --daemonize no --repl-diskless-sync-delay 0 \
+      --maxmemory 64mb --maxmemory-policy allkeys-lru --enable-debug-command local \
+      "${replicaof[@]}"
+  done
+  for port in "${REDIS_PORTS[@]}"; do
+    wait_for "redis on port $port" 20 redis-cli -h 127.0.0.1 -p "$port" ping
+  done
+  # Sentinel rewrites its config file: one writable file each.
+  for port in "${SENTINEL_PORTS[@]}"; do
+    dir="$WORK/sentinel-$port"
+    mkdir -p "$dir"
+    printf '%s\n' "port $port" "bind 127.0.0.1" "daemonize no" "dir $dir" \
+      "sentinel monitor $CLUSTER_NAME 127.0.0.1 $master 2" \
+      "sentinel down-after-milliseconds $CLUSTER_NAME 3000" \
+      "sentinel failover-timeout $CLUSTER_NAME 10000" >"$dir/sentinel.conf"
+    start "sentinel-$port" redis-server "$dir/sentinel.conf" --sentinel
+  done
+  for port in "${SENTINEL_PORTS[@]}"; do
+    wait_for "sentinel on port $port" 20 redis-cli -h 127.0.0.1 -p "$port" ping
+  done
+}
+
+if ((SENTINEL)); then
+  log "starting a master, 2 replicas and 3 Sentinels (master name \"$CLUSTER_NAME\")"
+  start_sentinel_setup
+else
 for port in "${REDIS_PORTS[@]}"; do
   dir="$WORK/redis-$port"
   mkdir -p "$dir"
@@ -205,9 +252,20 @@ cluster_ok() {
   done
 }
 wait_for "cluster_state:ok on every node" 60 cluster_ok
+fi
 
 # --- 6. Load generator, exporter -----------------------------------------------
 
+if ((SENTINEL)); then
+start loadgen "$LOADGEN" --addr "redis://127.0.0.1:${REDIS_PORTS[0]}" \
+  --keys 50000 --zipf 0.99 --ttl 2m --value-size 512 \
+  --write-ratio 0.05 --del-ratio 0.01 --rate "$RATE" --concurrency 8 --report-interval 10s
+# Only the Sentinels: the exporter finds the master and replicas through them.
+sentinels=()
+for port in "${SENTINEL_PORTS[@]}"; do sentinels+=(--sentinel.addr "127.0.0.1:$port"); done
+start exporter "$EXPORTER" "${sentinels[@]}" \
+  --web.listen-address "127.0.0.1:$EXPORTER_PORT"
+else
 seeds=()
 for port in "${REDIS_PORTS[@]}"; do seeds+=(--addr "redis://127.0.0.1:$port"); done
 start loadgen "$LOADGEN" "${seeds[@]}" --cluster \
@@ -218,6 +276,7 @@ start loadgen "$LOADGEN" "${seeds[@]}" --cluster \
 start exporter "$EXPORTER" \
   --redis.addr "redis://127.0.0.1:${REDIS_PORTS[0]}" --redis.cluster "$CLUSTER_NAME" \
   --web.listen-address "127.0.0.1:$EXPORTER_PORT"
+fi
 wait_for "the exporter (/-/ready)" 60 curl -fsS "http://127.0.0.1:$EXPORTER_PORT/-/ready"
 
 # --- 7. Alertmanager, Prometheus -------------------------------------------------
@@ -264,7 +323,7 @@ graph() {
 
 cat <<EOF
 
-redis-vitals demo is running (cluster "$CLUSTER_NAME", 6 Redis nodes, ~$RATE ops/s of cache-aside load).
+redis-vitals demo is running ($( ((SENTINEL)) && echo "Sentinel group" || echo cluster) "$CLUSTER_NAME", ${#REDIS_PORTS[@]} Redis nodes, ~$RATE ops/s of cache-aside load).
 
   Exporter        http://127.0.0.1:$EXPORTER_PORT/            (node list)
                   http://127.0.0.1:$EXPORTER_PORT/metrics
@@ -289,6 +348,19 @@ redis-vitals demo is running (cluster "$CLUSTER_NAME", 6 Redis nodes, ~$RATE ops
 
   Logs: $WORK/*.log   (load generator: $WORK/loadgen.log)
 EOF
+if ((SENTINEL)); then
+  cat <<EOF
+  Sentinel: Sentinels on ${SENTINEL_PORTS[*]}, master name "$CLUSTER_NAME".
+    Sentinel health     $(graph 'redis_sentinel_master_status')
+    roles               $(graph 'redis_instance_info{cluster="demo"}')
+  Fail over on request, or stop a Sentinel (RedisSentinelDown fires):
+    redis-cli -h 127.0.0.1 -p ${SENTINEL_PORTS[0]} sentinel failover $CLUSTER_NAME
+    redis-cli -h 127.0.0.1 -p ${SENTINEL_PORTS[2]} shutdown nosave
+  (the load generator keeps writing to the first master; after a failover
+  it gets READONLY errors, which the dashboards show.)
+
+EOF
+fi
 if [ -n "$RUN_FOR" ]; then
   log "running for $RUN_FOR, then stopping (Ctrl-C stops sooner)"
 else

@@ -52,6 +52,12 @@ pub const DEFAULT_LAG_HISTORY: Duration = Duration::from_secs(600);
 /// topology signal (epoch, membership, role or slot-health change) forced it
 /// sooner: bounds how late a replica's pfail/fail flag or a link state shows.
 pub const DEFAULT_CLUSTER_REFRESH: Duration = Duration::from_secs(15);
+/// `sentinel.refresh-interval`: events trigger a refresh at once; this is
+/// the fallback when one is missed (a subscriber reconnecting).
+pub const DEFAULT_SENTINEL_REFRESH: Duration = Duration::from_secs(15);
+/// `sentinel.ckquorum-interval`: CKQUORUM makes the Sentinel ask its peers,
+/// so it runs at this bounded cadence, not on every refresh.
+pub const DEFAULT_SENTINEL_CKQUORUM: Duration = Duration::from_secs(30);
 /// Most nodes polled per Redis Cluster: 1000 is the size Redis Cluster is
 /// designed for (its docs' "up to 1000 nodes"); a reply listing more is a
 /// misconfiguration or an attack, and each node costs a task, a socket and
@@ -172,6 +178,47 @@ pub struct Flags {
     /// How many replicas split the fleet; each polls and serves only its share (default 1).
     #[arg(long = "shard.count", env = "REDIS_VITALS_SHARD_COUNT")]
     pub shard_count: Option<String>,
+    /// A Redis Sentinel to discover masters and replicas through, and to watch:
+    /// host:port or redis[s]://[user[:password]@]host:port. Repeatable (default: none).
+    #[arg(long = "sentinel.addr", value_delimiter = ',')]
+    pub sentinel_addr: Vec<String>,
+    /// A master name to watch through the Sentinels. Repeatable (default: every master they monitor).
+    #[arg(long = "sentinel.master", value_delimiter = ',')]
+    pub sentinel_master: Vec<String>,
+    /// User name for AUTH to the Sentinels (default: none; never the data nodes' user).
+    #[arg(long = "sentinel.user")]
+    pub sentinel_user: Option<String>,
+    /// File whose first line is the Sentinels' password (default: none; never the data nodes' password).
+    #[arg(long = "sentinel.password-file")]
+    pub sentinel_password_file: Option<PathBuf>,
+    /// CA file for rediss:// Sentinels (default: the system's CA store).
+    #[arg(long = "sentinel.tls-ca-file")]
+    pub sentinel_tls_ca_file: Option<PathBuf>,
+    /// Client certificate for rediss:// Sentinels (default: none).
+    #[arg(long = "sentinel.tls-cert-file")]
+    pub sentinel_tls_cert_file: Option<PathBuf>,
+    /// Client key for rediss:// Sentinels (default: none).
+    #[arg(long = "sentinel.tls-key-file")]
+    pub sentinel_tls_key_file: Option<PathBuf>,
+    /// Name to verify the Sentinels' certificates against (default: the host of each address).
+    #[arg(long = "sentinel.tls-server-name")]
+    pub sentinel_tls_server_name: Option<String>,
+    /// Do not verify the Sentinels' certificates (default false).
+    #[arg(long = "sentinel.tls-insecure-skip-verify")]
+    pub sentinel_tls_insecure_skip_verify: bool,
+    /// Connect to the data nodes found through Sentinel with TLS, using the [redis] TLS settings (default false).
+    #[arg(long = "sentinel.data-tls", num_args = 0..=1, default_missing_value = "true")]
+    pub sentinel_data_tls: Option<bool>,
+    /// Longest time between two full polls of the Sentinels when no event forces one (default 15s).
+    #[arg(long = "sentinel.refresh-interval", value_parser = parse_duration_arg)]
+    pub sentinel_refresh_interval: Option<Duration>,
+    /// Time between SENTINEL CKQUORUM checks of each master on each Sentinel (default 30s, at least 1s).
+    #[arg(long = "sentinel.ckquorum-interval", value_parser = parse_duration_arg)]
+    pub sentinel_ckquorum_interval: Option<Duration>,
+    /// Networks (CIDR) an address learnt from Sentinel may be in to be polled. Repeatable.
+    /// Default: cluster.allowed-networks when set, else the Sentinel seeds' own networks.
+    #[arg(long = "sentinel.allowed-networks", value_delimiter = ',')]
+    pub sentinel_allowed_networks: Vec<String>,
     /// host:port to serve on; ":9121" means every IPv4 interface (default :9121).
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
@@ -209,6 +256,8 @@ struct FileConfig {
     signals: FileSignals,
     #[serde(default)]
     cluster: FileCluster,
+    #[serde(default)]
+    sentinel: FileSentinel,
     #[serde(default)]
     web: FileWeb,
     #[serde(default)]
@@ -263,6 +312,25 @@ struct FileCluster {
     allowed_networks: Option<Vec<String>>,
     discover: Option<bool>,
     max_nodes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSentinel {
+    addr: Option<Vec<String>>,
+    masters: Option<Vec<String>>,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
+    data_tls: Option<bool>,
+    refresh_interval: Option<String>,
+    ckquorum_interval: Option<String>,
+    allowed_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +464,24 @@ pub fn parse_shard_index(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("{value:?}: the index is too large"))
 }
 
+/// Discovery through Redis Sentinel and the Sentinels' own health
+/// (docs/configuration.md, "Redis Sentinel").
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// The configured Sentinels, with the Sentinels' own credentials and TLS.
+    pub sentinels: Vec<Target>,
+    /// Master names to watch; empty: every master the Sentinels monitor.
+    pub masters: Vec<String>,
+    pub refresh: Duration,
+    pub ckquorum: Duration,
+    /// `sentinel.allowed-networks`, else `cluster.allowed-networks`; `None`
+    /// means the Sentinel seeds' own networks.
+    pub allowed_networks: Option<Vec<crate::redis::cidr::Cidr>>,
+    /// What a data node found through Sentinel is polled with: the `[redis]`
+    /// credentials, TLS settings and CONFIG name (its address is replaced).
+    pub data_template: Target,
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -406,6 +492,8 @@ pub struct Config {
     pub cluster_refresh: Duration,
     /// What discovery may add (see discovery.rs).
     pub discovery: DiscoverySettings,
+    /// `None` unless `sentinel.addr` is set.
+    pub sentinel: Option<SentinelSettings>,
     pub listen_address: String,
     pub telemetry_path: String,
     /// `--web.config.file` and what it held at startup.
@@ -777,6 +865,140 @@ impl Config {
         };
         let mut tls_cache = TlsCache::default();
 
+        // Redis Sentinel (issue 19): its own credentials and TLS, never
+        // mixed with the data nodes'.
+        let sentinel_addrs: Vec<String> = if !flags.sentinel_addr.is_empty() {
+            flags.sentinel_addr
+        } else {
+            file.sentinel.addr.clone().unwrap_or_default()
+        };
+        let sentinel = if sentinel_addrs.is_empty() {
+            None
+        } else {
+            let fs = &file.sentinel;
+            let password = match (
+                &flags.sentinel_password_file,
+                &fs.password_file,
+                &fs.password,
+            ) {
+                (Some(path), _, _) | (None, Some(path), _) => {
+                    Some(read_password_file(path, "sentinel.password-file")?)
+                }
+                (None, None, Some(pw)) => Some(Secret::new(pw)),
+                _ => None,
+            };
+            let settings = TargetSettings {
+                user: flags.sentinel_user.clone().or(fs.user.clone()),
+                password,
+                cluster: String::new(),
+                maxclients: None,
+                config_command: String::new(),
+                tls: TlsFiles {
+                    ca_file: flags
+                        .sentinel_tls_ca_file
+                        .clone()
+                        .or(fs.tls_ca_file.clone()),
+                    cert_file: flags
+                        .sentinel_tls_cert_file
+                        .clone()
+                        .or(fs.tls_cert_file.clone()),
+                    key_file: flags
+                        .sentinel_tls_key_file
+                        .clone()
+                        .or(fs.tls_key_file.clone()),
+                    server_name: flags
+                        .sentinel_tls_server_name
+                        .clone()
+                        .or(fs.tls_server_name.clone()),
+                    insecure_skip_verify: flags.sentinel_tls_insecure_skip_verify
+                        || fs.tls_insecure_skip_verify.unwrap_or(false),
+                },
+            };
+            let mut sentinels = Vec::new();
+            for (i, a) in sentinel_addrs.iter().enumerate() {
+                let key = format!("sentinel.addr[{i}]");
+                let t = build_target(a, &key, "sentinel", &settings, &mut tls_cache)?;
+                if matches!(t.endpoint, target::Endpoint::Unix { .. }) || t.db != 0 {
+                    return Err(err(key, "must be host:port (a Sentinel has no database, and a Unix socket has no network to trust)"));
+                }
+                if sentinels.iter().any(|s: &Target| s.addr == t.addr) {
+                    return Err(err(key, format!("{} is configured twice", t.addr)));
+                }
+                sentinels.push(t);
+            }
+            let masters: Vec<String> = if !flags.sentinel_master.is_empty() {
+                flags.sentinel_master.clone()
+            } else {
+                fs.masters.clone().unwrap_or_default()
+            };
+            for (i, m) in masters.iter().enumerate() {
+                if m.is_empty() || m.chars().any(|c| c.is_whitespace()) {
+                    return Err(err(
+                        format!("sentinel.masters[{i}]"),
+                        "must be a master name without spaces",
+                    ));
+                }
+                validate_label(m, &format!("sentinel.masters[{i}]"))?;
+            }
+            let refresh = dur(
+                flags.sentinel_refresh_interval,
+                &fs.refresh_interval,
+                "sentinel.refresh-interval",
+                DEFAULT_SENTINEL_REFRESH,
+            )?;
+            if refresh < MIN_INTERVAL {
+                return Err(err(
+                    "sentinel.refresh-interval",
+                    format!("must be at least {MIN_INTERVAL:?}"),
+                ));
+            }
+            let ckquorum = dur(
+                flags.sentinel_ckquorum_interval,
+                &fs.ckquorum_interval,
+                "sentinel.ckquorum-interval",
+                DEFAULT_SENTINEL_CKQUORUM,
+            )?;
+            if ckquorum < Duration::from_secs(1) {
+                return Err(err("sentinel.ckquorum-interval", "must be at least 1s"));
+            }
+            let networks: Vec<String> = if !flags.sentinel_allowed_networks.is_empty() {
+                flags.sentinel_allowed_networks.clone()
+            } else {
+                fs.allowed_networks.clone().unwrap_or_default()
+            };
+            let mut allowed = None;
+            if !networks.is_empty() {
+                let mut parsed = Vec::with_capacity(networks.len());
+                for (i, n) in networks.iter().enumerate() {
+                    parsed.push(crate::redis::cidr::Cidr::parse(n).map_err(|m| {
+                        err(
+                            format!("sentinel.allowed-networks[{i}]"),
+                            format!("{n:?}: {m}"),
+                        )
+                    })?);
+                }
+                allowed = Some(parsed);
+            }
+            let data_tls = flags.sentinel_data_tls.or(fs.data_tls).unwrap_or(false);
+            let scheme = if data_tls { "rediss" } else { "redis" };
+            let mut data_template = build_target(
+                &format!("{scheme}://127.0.0.1:6379"),
+                "sentinel.data-tls",
+                "redis",
+                &defaults,
+                &mut tls_cache,
+            )?;
+            data_template.cluster = String::new();
+            Some(SentinelSettings {
+                sentinels,
+                masters,
+                refresh,
+                ckquorum,
+                allowed_networks: allowed.or_else(|| discovery.allowed_networks.clone()),
+                data_template,
+            })
+        };
+
         let mut targets = Vec::new();
         let flag_addrs: Vec<String> = if !flags.redis_addr.is_empty() {
             flags.redis_addr
@@ -838,7 +1060,7 @@ impl Config {
                 &mut tls_cache,
             )?);
         }
-        if targets.is_empty() {
+        if targets.is_empty() && sentinel.is_none() {
             targets.push(build_target(
                 DEFAULT_TARGET,
                 "redis.addr",
@@ -852,6 +1074,15 @@ impl Config {
             if !seen.insert(t.addr.clone()) {
                 return Err(err("redis.addr", format!("{} is configured twice", t.addr)));
             }
+        }
+        // Sentinel groups are not split across replicas yet: each replica
+        // would poll every group, and hide it (it owns no share of it).
+        // Refused rather than half-working.
+        if sentinel.is_some() && discovery.shard.enabled() {
+            return Err(err(
+                "shard.count",
+                "sharding across replicas is not supported together with sentinel.addr yet",
+            ));
         }
         if targets.len() > discovery.max_nodes {
             return Err(err(
@@ -871,6 +1102,7 @@ impl Config {
             lag_history,
             cluster_refresh,
             discovery,
+            sentinel,
             listen_address,
             telemetry_path,
             web_config,
@@ -1058,6 +1290,7 @@ fn build_target(
             Some(settings.config_command.clone())
         },
         discovered: false,
+        from_sentinel: false,
         tls,
     })
 }
@@ -1137,6 +1370,13 @@ mod tests {
         }
         assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
         assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
+    }
+
+    #[test]
+    fn sharding_and_sentinel_are_refused_together() {
+        let e = cfg(&["--shard.count", "2", "--sentinel.addr", "127.0.0.1:26379"]).unwrap_err();
+        assert_eq!(e.key, "shard.count", "{e}");
+        assert!(cfg(&["--shard.count", "1", "--sentinel.addr", "127.0.0.1:26379"]).is_ok());
     }
 
     #[test]
@@ -1315,5 +1555,120 @@ mod tests {
             e.message.contains("password") || e.message.contains("string"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sentinel_settings_and_their_own_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = dir.path().join("sentinel-pw");
+        let rp = dir.path().join("redis-pw");
+        std::fs::write(&sp, "sentinel-secret\n").unwrap();
+        std::fs::write(&rp, "redis-secret\n").unwrap();
+        let c = cfg(&[
+            "--sentinel.addr",
+            "10.0.0.1:26379,10.0.0.2:26379",
+            "--sentinel.master",
+            "cache",
+            "--sentinel.password-file",
+            sp.to_str().unwrap(),
+            "--sentinel.user",
+            "watcher",
+            "--redis.password-file",
+            rp.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(
+            c.targets.is_empty(),
+            "no default localhost target with Sentinels"
+        );
+        let s = c.sentinel.unwrap();
+        assert_eq!(s.sentinels.len(), 2);
+        assert_eq!(s.masters, ["cache"]);
+        assert_eq!(s.refresh, DEFAULT_SENTINEL_REFRESH);
+        assert_eq!(s.ckquorum, DEFAULT_SENTINEL_CKQUORUM);
+        // Each side has its own credentials, and only its own.
+        for t in &s.sentinels {
+            assert_eq!(t.password.as_ref().unwrap().expose(), "sentinel-secret");
+            assert_eq!(t.user.as_deref(), Some("watcher"));
+        }
+        assert_eq!(
+            s.data_template.password.as_ref().unwrap().expose(),
+            "redis-secret"
+        );
+        assert_eq!(s.data_template.user, None);
+        assert!(s.data_template.tls.is_none());
+        assert!(cfg(&[]).unwrap().sentinel.is_none());
+
+        let file = parse_file(
+            "[sentinel]\naddr = [\"h:26379\"]\nmasters = [\"a\", \"b\"]\nrefresh-interval = \"5s\"\n\
+             ckquorum-interval = \"1m\"\nallowed-networks = [\"10.0.0.0/8\"]\ndata-tls = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.sentinel.masters.unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn bad_sentinel_values_name_their_key() {
+        let key = |args: &[&str]| cfg(args).unwrap_err().key;
+        assert_eq!(
+            key(&["--sentinel.addr", "h:1", "--sentinel.addr", "ftp://x"]),
+            "sentinel.addr[1]"
+        );
+        assert_eq!(
+            key(&["--sentinel.addr", "unix:///tmp/s.sock"]),
+            "sentinel.addr[0]"
+        );
+        assert_eq!(key(&["--sentinel.addr", "h:1,h:1"]), "sentinel.addr[1]");
+        assert_eq!(
+            key(&["--sentinel.addr", "h:1", "--sentinel.master", "a b"]),
+            "sentinel.masters[0]"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.ckquorum-interval",
+                "100ms"
+            ]),
+            "sentinel.ckquorum-interval"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.refresh-interval",
+                "1ms"
+            ]),
+            "sentinel.refresh-interval"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.allowed-networks",
+                "10.0.0.0/33"
+            ]),
+            "sentinel.allowed-networks[0]"
+        );
+        assert_eq!(
+            key(&[
+                "--sentinel.addr",
+                "h:1",
+                "--sentinel.password-file",
+                "/nonexistent/x"
+            ]),
+            "sentinel.password-file"
+        );
+        let e = parse_file("[sentinel]\nadr = [\"h:1\"]\n").unwrap_err();
+        assert!(e.message.contains("adr"), "{e}");
+        // cluster.allowed-networks applies when sentinel.allowed-networks is unset.
+        let c = cfg(&[
+            "--sentinel.addr",
+            "h:1",
+            "--cluster.allowed-networks",
+            "10.9.0.0/16",
+        ])
+        .unwrap();
+        assert_eq!(c.sentinel.unwrap().allowed_networks.unwrap().len(), 1);
     }
 }

@@ -39,6 +39,10 @@ pub struct Shared {
     topology: RwLock<Arc<Vec<crate::expose::topology::TopoNode>>>,
     /// Discovered addresses not polled, and their counters (discovery.rs).
     pub refused: crate::collect::discovery::Refused,
+    /// Addresses learnt from Sentinel and refused (collect/sentinel.rs).
+    pub sentinel_refused: crate::collect::discovery::Refused,
+    /// The latest Sentinel state (collect/sentinel.rs).
+    sentinels: RwLock<Arc<crate::expose::sentinel::SentinelSnapshot>>,
     /// process_* series (memory, fds, CPU) for the soak and for operators.
     process: crate::expose::process::Reader,
     /// `--web.config.file`, re-read on change and on SIGHUP.
@@ -82,6 +86,8 @@ impl Shared {
             nodes: RwLock::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Vec::new())),
             refused: crate::collect::discovery::Refused::default(),
+            sentinel_refused: crate::collect::discovery::Refused::default(),
+            sentinels: RwLock::new(Arc::default()),
             process: crate::expose::process::Reader::new(),
             web,
             web_default: Arc::new(crate::web::config::WebConfig::default()),
@@ -193,6 +199,18 @@ impl Shared {
             .clone()
     }
 
+    pub fn set_sentinels(&self, s: crate::expose::sentinel::SentinelSnapshot) {
+        *self.sentinels.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+    }
+
+    /// The latest Sentinel state (empty without `sentinel.addr`).
+    pub fn sentinels(&self) -> Arc<crate::expose::sentinel::SentinelSnapshot> {
+        self.sentinels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The shard label of a cluster node.
     pub fn shard_of(&self, addr: &str) -> Option<String> {
         self.topology()
@@ -213,9 +231,13 @@ impl Shared {
             .contains_key(addr)
     }
 
-    /// Ready once every node known now has finished one poll.
+    /// Ready once every node known now has finished one poll, and, with
+    /// Sentinels configured, once they have been asked for their groups
+    /// (before that the node list is empty, not complete).
     pub fn ready(&self) -> bool {
-        self.nodes().iter().all(|n| n.status().polled_once)
+        let sentinels_asked =
+            self.config.sentinel.is_none() || !self.sentinels().sentinels.is_empty();
+        sentinels_asked && self.nodes().iter().all(|n| n.status().polled_once)
     }
 
     /// A snapshot of the nodes as a page to stream: every node's series,
@@ -245,7 +267,12 @@ impl Shared {
                 .filter(|_| only_addr.is_none())
                 .map(|w| w.reload_status()),
             stale_after: Some(self.stale_after()),
-            discovery_refused: self.refused.counts(),
+            discovery_refused: {
+                let mut c = self.refused.counts();
+                c.extend(self.sentinel_refused.counts());
+                c
+            },
+            sentinels: self.sentinels(),
             shard: {
                 let s = self.config.discovery.shard;
                 s.enabled().then_some((s.index, s.count))
@@ -345,9 +372,16 @@ impl Shared {
     /// The landing page's section on refused addresses (empty when none).
     fn refused_section(&self) -> String {
         use crate::web::html_escape;
-        let (shown, total) = self
+        let (mut shown, mut total) = self
             .refused
             .current(crate::collect::discovery::SHOWN_ON_PAGE);
+        // Addresses learnt from Sentinel and refused, after the cluster's.
+        let (more, n) = self
+            .sentinel_refused
+            .current(crate::collect::discovery::SHOWN_ON_PAGE);
+        total += n;
+        shown.extend(more);
+        shown.truncate(crate::collect::discovery::SHOWN_ON_PAGE);
         if total == 0 {
             return String::new();
         }
@@ -367,8 +401,8 @@ impl Shared {
         };
         format!(
             "<h2>Discovered addresses not polled ({total})</h2>\n\
-             <p>Listed by a cluster node but refused: outside <code>cluster.allowed-networks</code> \
-             (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
+             <p>Listed by a cluster node or a Sentinel but refused: outside <code>cluster.allowed-networks</code> \
+             / <code>sentinel.allowed-networks</code> (or the seeds' networks), link-local, or beyond <code>cluster.max-nodes</code> / \
              <code>poll.max-nodes</code>. Nothing is sent to them.</p>\n\
              <table border=\"1\" cellpadding=\"4\"><tr><th>Address</th><th>Cluster</th><th>Reason</th></tr>\n{rows}</table>\n{more}"
         )
@@ -418,6 +452,12 @@ impl Fleet for Shared {
     fn refused(&self) -> &crate::collect::discovery::Refused {
         &self.refused
     }
+    fn sentinel_refused(&self) -> &crate::collect::discovery::Refused {
+        &self.sentinel_refused
+    }
+    fn set_sentinels(&self, snapshot: crate::expose::sentinel::SentinelSnapshot) {
+        Shared::set_sentinels(self, snapshot)
+    }
 }
 
 impl crate::web::Site for Shared {
@@ -451,7 +491,8 @@ impl crate::web::Site for Shared {
 }
 
 /// Runs the daemon until `shutdown` completes: starts a poller per
-/// configured target, cluster discovery, and the HTTP server on `listener`.
+/// configured target, cluster discovery, Sentinel discovery when configured,
+/// and the HTTP server on `listener`.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let shared = Shared::new(config);
     run_shared(shared, listener, shutdown).await
@@ -472,6 +513,14 @@ pub async fn run_shared(
         shared.clone() as Arc<dyn Fleet>,
         stop_rx.clone(),
     ));
+    let sentinel = shared.config.sentinel.clone().map(|settings| {
+        tokio::spawn(crate::collect::sentinel::run(
+            shared.clone() as Arc<dyn Fleet>,
+            settings,
+            shared.config.poll.timeout,
+            stop_rx.clone(),
+        ))
+    });
     let watcher = shared
         .web
         .clone()
@@ -483,6 +532,9 @@ pub async fn run_shared(
     let _ = stop_tx.send(true);
     let _ = http.await;
     let _ = discovery.await;
+    if let Some(s) = sentinel {
+        let _ = s.await;
+    }
     if let Some(w) = watcher {
         let _ = w.await;
     }

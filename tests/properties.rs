@@ -1940,3 +1940,77 @@ proptest! {
         prop_assert_eq!(back, model);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Sentinel replies and events (issue 19): never a panic, whatever a Sentinel
+// (or something pretending to be one) sends.
+// ---------------------------------------------------------------------------
+
+/// A decoded RESP2 reply: Sentinel-shaped (flat field/value lists) mixed
+/// with junk of every kind, nested up to the decoder's depth.
+fn sentinel_reply() -> impl Strategy<Value = redis_vitals::redis::resp::Reply> {
+    use redis_vitals::redis::resp::Reply;
+    let field = prop_oneof![
+        Just("name".to_string()),
+        Just("ip".to_string()),
+        Just("port".to_string()),
+        Just("flags".to_string()),
+        Just("num-slaves".to_string()),
+        Just("num-other-sentinels".to_string()),
+        Just("quorum".to_string()),
+        Just("config-epoch".to_string()),
+        junk(),
+    ];
+    let value = prop_oneof![
+        "[0-9]{0,6}",
+        "[a-z_,]{0,30}",
+        Just("master,s_down,o_down,failover_in_progress".to_string()),
+        Just("99999999999999999999".to_string()),
+        junk(),
+    ];
+    let leaf = prop_oneof![
+        field.clone().prop_map(|s| Reply::Bulk(s.into_bytes())),
+        value.prop_map(|s| Reply::Bulk(s.into_bytes())),
+        junk().prop_map(Reply::Status),
+        junk().prop_map(Reply::Error),
+        any::<i64>().prop_map(Reply::Int),
+        Just(Reply::Nil),
+        prop::collection::vec(any::<u8>(), 0..20).prop_map(Reply::Bulk),
+    ];
+    leaf.prop_recursive(3, 64, 16, |inner| {
+        prop::collection::vec(inner, 0..16).prop_map(Reply::Array)
+    })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn sentinel_replies_never_panic(reply in sentinel_reply()) {
+        use redis_vitals::parse::sentinel as s;
+        let _ = s::fields(&reply);
+        if let Some(masters) = s::masters(&reply) {
+            for m in masters {
+                prop_assert!(!m.name.is_empty());
+            }
+        }
+        if let Some(list) = s::instances(&reply) {
+            for i in list {
+                prop_assert!(i.port != 0 && !i.ip.is_empty());
+            }
+        }
+        let _ = s::ckquorum(&reply);
+        let _ = s::push_event(&reply);
+    }
+
+    #[test]
+    fn sentinel_info_and_events_never_panic(text in junk(), channel in junk()) {
+        use redis_vitals::parse::sentinel as s;
+        let info = s::info(&text);
+        for m in &info.master_lines {
+            prop_assert!(!m.name.is_empty());
+        }
+        let _ = s::event(&channel, &text);
+        let _ = s::event("+switch-master", &text);
+    }
+}

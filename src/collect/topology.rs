@@ -356,6 +356,11 @@ pub trait Fleet: Send + Sync {
     /// The configured targets (the seeds).
     fn seeds(&self) -> &[Target];
     fn refused(&self) -> &crate::collect::discovery::Refused;
+    /// Addresses learnt from Sentinel and refused (collect::sentinel); apart
+    /// from cluster discovery's, as each pass replaces its own list.
+    fn sentinel_refused(&self) -> &crate::collect::discovery::Refused;
+    /// Publishes the latest Sentinel state for the scrapes.
+    fn set_sentinels(&self, snapshot: crate::expose::sentinel::SentinelSnapshot);
 }
 
 /// Keeps the set of polled nodes and the topology snapshot in step with each
@@ -643,7 +648,13 @@ impl Ownership {
 /// node's news: a node leaving this replica's share waits out
 /// `shard_settle` (see [`assign_shards`]).
 pub fn refresh(shared: &dyn Fleet, gains: &mut ShardGains) -> Option<Duration> {
-    let nodes = shared.nodes();
+    // Nodes found through Sentinel are collect::sentinel's: never merged,
+    // relabelled or removed here.
+    let nodes: Vec<_> = shared
+        .nodes()
+        .into_iter()
+        .filter(|n| !n.target.from_sentinel)
+        .collect();
     let seeds: HashMap<&str, usize> = shared
         .seeds()
         .iter()

@@ -118,6 +118,23 @@ families! {
     ClusterNodeFail = "redis_cluster_node_fail", Gauge, "1 when most peers that answered flag the node fail.";
     ClusterNodePfail = "redis_cluster_node_pfail", Gauge, "1 when most peers that answered flag the node fail? (possibly failing).";
     ClusterNodeLinkUp = "redis_cluster_node_link_up", Gauge, "1 when most peers report their cluster bus link to the node connected.";
+    SentinelUp = "redis_sentinel_up", Gauge, "1 if the exporter's last poll of the Sentinel (label sentinel) succeeded, 0 if it failed.";
+    SentinelMasters = "redis_sentinel_masters", Gauge, "Masters the Sentinel monitors (INFO sentinel_masters).";
+    SentinelTilt = "redis_sentinel_tilt", Gauge, "1 while the Sentinel is in TILT mode (it acts on nothing).";
+    SentinelRunningScripts = "redis_sentinel_running_scripts", Gauge, "Notification/reconfiguration scripts the Sentinel is running.";
+    SentinelMasterStatus = "redis_sentinel_master_status", Gauge, "Always 1 per Sentinel and master name; labels master_address and master_status (ok, sdown, odown) as that Sentinel sees them.";
+    SentinelMasterSlaves = "redis_sentinel_master_slaves", Gauge, "Replicas the Sentinel knows for the master, down ones included (num-slaves).";
+    SentinelMasterOkSlaves = "redis_sentinel_master_ok_slaves", Gauge, "Replicas the Sentinel knows for the master that are neither subjectively down nor disconnected.";
+    SentinelMasterSentinels = "redis_sentinel_master_sentinels", Gauge, "Sentinels monitoring the master as this Sentinel knows them, itself included (num-other-sentinels + 1).";
+    SentinelMasterQuorum = "redis_sentinel_master_quorum", Gauge, "The master's configured quorum.";
+    SentinelMasterCkquorum = "redis_sentinel_master_ckquorum", Gauge, "1 if SENTINEL CKQUORUM says quorum and failover authorisation can be reached, 0 if not; absent until checked (sentinel.ckquorum-interval).";
+    SentinelMasterSdown = "redis_sentinel_master_sdown", Gauge, "1 if this Sentinel sees the master subjectively down.";
+    SentinelMasterOdown = "redis_sentinel_master_odown", Gauge, "1 if this Sentinel sees the master objectively down (a quorum agrees).";
+    SentinelMasterFailoverInProgress = "redis_sentinel_master_failover_in_progress", Gauge, "1 while this Sentinel takes part in a failover of the master.";
+    SentinelMasterConfigEpoch = "redis_sentinel_master_config_epoch", Gauge, "The master's configuration epoch; each failover raises it.";
+    SentinelMasterAddresses = "redis_sentinel_master_addresses", Gauge, "Distinct master addresses the reachable Sentinels report for the master name; above 1 they disagree.";
+    SentinelMasterLastFailover = "redis_sentinel_master_last_failover_timestamp_seconds", Gauge, "When the exporter last saw the master name's address change (a failover), in Unix seconds; absent until one is seen.";
+    SentinelMasterSentinelsUp = "redis_sentinel_master_sentinels_up", Gauge, "Sentinels the exporter watches that monitor the master name and answered their last poll.";
     BuildInfo = "redis_vitals_build_info", Gauge, "Always 1; the exporter's version.";
     Polls = "redis_vitals_polls_total", Counter, "Polls of the node attempted.";
     PollErrors = "redis_vitals_poll_errors_total", Counter, "Failed polls of the node, by reason.";
@@ -130,7 +147,7 @@ families! {
     WebConfigReloadTime = "redis_vitals_web_config_last_reload_success_timestamp_seconds", Gauge, "When --web.config.file was last loaded and applied (start included), in Unix seconds.";
     CommandDenied = "redis_vitals_command_denied", Gauge, "1 for each command the node's ACL refuses (label command); the metrics it feeds are missing for that reason.";
     ParseErrors = "redis_vitals_parse_errors_total", Counter, "Lines or fields of the node's CLUSTER NODES / CLUSTER INFO replies dropped as malformed, by reason; the rest of the reply is kept.";
-    DiscoveryRefused = "redis_vitals_discovery_refused_total", Counter, "Discovered cluster node addresses not polled, by cluster and reason (not_allowed, link_local, cap); each counted once while listed.";
+    DiscoveryRefused = "redis_vitals_discovery_refused_total", Counter, "Discovered cluster node addresses not polled, by cluster and reason (not_allowed, link_local, cap); each counted once while listed. Addresses learnt from Sentinel count under their master name.";
     ShardInfo = "redis_vitals_shard_info", Gauge, "Always 1 when the fleet is sharded across replicas; labels index and count (--shard.index, --shard.count).";
     ShardNodes = "redis_vitals_shard_nodes", Gauge, "Nodes in this replica's share (polled and shown here) when the fleet is sharded.";
 }

@@ -9,6 +9,7 @@
 
 pub mod catalogue;
 pub mod process;
+pub mod sentinel;
 pub mod state;
 pub mod topology;
 
@@ -45,6 +46,8 @@ pub struct RenderContext {
     /// (`shard.index`, `shard.count`) when the fleet is sharded
     /// (`redis_vitals_shard_info`, `redis_vitals_shard_nodes`).
     pub shard: Option<(u32, u32)>,
+    /// The `redis_sentinel_*` families (full output only).
+    pub sentinels: Arc<crate::expose::sentinel::SentinelSnapshot>,
 }
 
 /// How old a node's data may be before it is shown down: the longest gap
@@ -325,6 +328,7 @@ impl Page {
                     *n as f64,
                 );
             }
+            crate::expose::sentinel::render(&mut out, &ctx.sentinels);
         }
         replication_lag(&mut out, &views, ctx);
         crate::expose::topology::render(&mut out, &ctx.topology, ctx.only_addr.as_deref());
@@ -1186,6 +1190,7 @@ mod tests {
             maxclients_override: None,
             config_command: None,
             discovered: false,
+            from_sentinel: false,
             tls: None,
         }))
     }
@@ -1274,6 +1279,7 @@ mod tests {
             stale_after: None,
             discovery_refused: Vec::new(),
             shard: None,
+            sentinels: Default::default(),
         }
     }
 

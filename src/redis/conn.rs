@@ -202,6 +202,70 @@ impl Conn {
         Ok(reply)
     }
 
+    /// Sends a command without reading its reply: for a pub/sub
+    /// subscriber (Sentinel events), whose replies are read one by one
+    /// with [`Conn::read_one`].
+    pub async fn send(&mut self, args: &[&[u8]]) -> Result<(), PollError> {
+        let mut request = Vec::with_capacity(64);
+        resp::encode(args, &mut request);
+        self.stream
+            .write_all(&request)
+            .await
+            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))
+    }
+
+    /// Reads the next reply or push, at most `max_bytes` long, and keeps
+    /// any bytes after it for the next call (pushes arrive back to back).
+    /// No poll budget: a subscriber lives for hours, each message is
+    /// bounded on its own.
+    pub async fn read_one(&mut self, max_bytes: usize) -> Result<Reply, PollError> {
+        let mut framer = Framer::new();
+        let end = loop {
+            match framer.advance(&self.buf, max_bytes) {
+                Ok(Some(end)) => break end,
+                Ok(None) => {}
+                Err(RespError::TooLarge) => {
+                    return Err(PollError::new(
+                        Reason::ReplyTooLarge,
+                        format!("a message longer than {max_bytes} bytes"),
+                    ))
+                }
+                Err(e) => return Err(PollError::new(Reason::Protocol, e.to_string())),
+            }
+            if self.buf.len() >= max_bytes {
+                return Err(PollError::new(
+                    Reason::ReplyTooLarge,
+                    format!("a message longer than {max_bytes} bytes"),
+                ));
+            }
+            let want = READ_CHUNK.min(max_bytes - self.buf.len());
+            self.buf.reserve(want);
+            let n = (&mut self.stream)
+                .take(want as u64)
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| PollError::new(Reason::Io, format!("read: {e}")))?;
+            if n == 0 {
+                return Err(PollError::new(
+                    Reason::Io,
+                    "the server closed the connection",
+                ));
+            }
+        };
+        let (reply, used) = resp::decode(&self.buf[..end])
+            .map_err(|e| PollError::new(Reason::Protocol, e.to_string()))?;
+        self.buf.drain(..used.max(end));
+        if self.buf.is_empty() {
+            // An idle subscriber holds no buffer.
+            self.buf = Vec::new();
+        }
+        Ok(reply)
+    }
+
     /// A command whose reply is text (INFO, CLUSTER INFO, CLUSTER NODES):
     /// error replies become errors with their reason.
     pub async fn query_text(&mut self, args: &[&[u8]]) -> Result<String, PollError> {

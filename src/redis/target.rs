@@ -58,6 +58,10 @@ pub struct Target {
     pub config_command: Option<String>,
     /// Whether this target was configured (a seed) or found by discovery.
     pub discovered: bool,
+    /// Found through Redis Sentinel: its membership belongs to
+    /// `collect::sentinel`, and Redis Cluster discovery leaves it alone
+    /// (a Sentinel group named like a cluster must not lose its nodes).
+    pub from_sentinel: bool,
     /// TLS settings for `rediss://` targets.
     pub tls: Option<crate::redis::tls::TlsClient>,
 }
