@@ -50,6 +50,10 @@ pub struct Shared {
     runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
 }
 
+/// Prefix of the labels `/sd` gives each target (see
+/// [`Shared::service_discovery`]).
+pub const SD_META: &str = "__meta_redis_vitals_";
+
 impl Shared {
     fn new(config: Config) -> Arc<Shared> {
         let clock = Clock::new();
@@ -254,6 +258,12 @@ impl Shared {
     }
 
     /// Prometheus HTTP service-discovery JSON: one group per node.
+    /// `/sd`: one target group per node, its facts as `__meta_redis_vitals_*`
+    /// labels (cluster, shard, role, source = configured|discovered).
+    /// Meta labels are dropped after relabelling unless a config keeps
+    /// them, so nothing here becomes a series label by default: the
+    /// documented configs keep the stable ones (cluster, shard) and never
+    /// role, which changes on a failover and would split a node's series.
     pub fn service_discovery(&self) -> String {
         let groups: Vec<serde_json::Value> = self
             .nodes()
@@ -269,11 +279,20 @@ impl Shared {
                     .unwrap_or("unknown")
                     .to_string();
                 drop(st);
+                let configured = self
+                    .config
+                    .targets
+                    .iter()
+                    .any(|t| t.addr == n.target.addr);
                 let mut labels = serde_json::Map::new();
-                labels.insert("cluster".into(), cluster.into());
-                labels.insert("role".into(), role.into());
+                labels.insert(format!("{SD_META}cluster"), cluster.into());
+                labels.insert(format!("{SD_META}role"), role.into());
+                labels.insert(
+                    format!("{SD_META}source"),
+                    if configured { "configured" } else { "discovered" }.into(),
+                );
                 if let Some(shard) = self.shard_of(&n.target.addr) {
-                    labels.insert("shard".into(), shard.into());
+                    labels.insert(format!("{SD_META}shard"), shard.into());
                 }
                 serde_json::json!({ "targets": [n.target.addr], "labels": labels })
             })

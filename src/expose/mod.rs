@@ -756,6 +756,68 @@ fn usec_to_seconds(usec: f64) -> f64 {
     (usec * 1000.0).round() / 1e9
 }
 
+/// Labels that name the node (and its cluster) in a page of many nodes,
+/// and that a `/scrape?target=` answer leaves out: there the node is the
+/// Prometheus target, so its `instance` (and the target labels the
+/// documented relabelling derives from `/sd`, `cluster` among them) names
+/// it, as with the peer's `/scrape`. Every `addr` in such an answer is the
+/// target's own (replication lag and topology lines are filtered to it).
+pub const TARGET_LABELS: &[&str] = &["addr", "cluster"];
+
+/// `text` (exposition format, as rendered here) without the
+/// [`TARGET_LABELS`] on any sample line; comment lines are kept as they
+/// are. A line whose labels were all dropped loses its braces.
+pub fn without_target_labels(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let Some(open) = line.find('{').filter(|_| !line.starts_with('#')) else {
+            out.push_str(line);
+            continue;
+        };
+        out.push_str(&line[..open]);
+        let rest = &line[open + 1..];
+        let mut kept: Vec<&str> = Vec::new();
+        let mut i = 0;
+        let bytes = rest.as_bytes();
+        let mut close = None;
+        while i < bytes.len() {
+            if bytes[i] == b'}' {
+                close = Some(i);
+                break;
+            }
+            let start = i;
+            // name="value", the value with \\, \" and \n escapes.
+            let Some(eq) = rest[i..].find('=') else { break };
+            let name = &rest[i..i + eq];
+            i += eq + 2; // past ="
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1; // past the closing quote
+            let pair = &rest[start..i.min(rest.len())];
+            if !TARGET_LABELS.contains(&name) {
+                kept.push(pair);
+            }
+            if i < bytes.len() && bytes[i] == b',' {
+                i += 1;
+            }
+        }
+        let Some(close) = close else {
+            // Not a line this renderer writes: left alone.
+            out.truncate(out.len() - open);
+            out.push_str(line);
+            continue;
+        };
+        if !kept.is_empty() {
+            out.push('{');
+            out.push_str(&kept.join(","));
+            out.push('}');
+        }
+        out.push_str(&rest[close + 1..]);
+    }
+    out
+}
+
 /// Which server software answers, and its own version.
 pub fn engine(info: &Info) -> (&'static str, &str) {
     if let Some(v) = info.get("valkey_version") {
@@ -1104,6 +1166,21 @@ mod tests {
 
     fn observation(info: Info) -> Observation {
         Observation::from_info(info)
+    }
+
+    #[test]
+    fn target_labels_leave_scrape_answers() {
+        let text = "# HELP redis_up x\n# TYPE redis_up gauge\nredis_up{addr=\"h:1\",cluster=\"\"} 1\n\
+                    redis_db_keys{addr=\"h:1\",cluster=\"c\",db=\"db0\"} 3\n\
+                    redis_commands_total{addr=\"a\\\\b\\\"c\",cmd=\"g\\\"}et\"} 7\n\
+                    redis_vitals_build_info{version=\"1\"} 1\nredis_vitals_poll_interval_seconds 5\n";
+        assert_eq!(
+            without_target_labels(text),
+            "# HELP redis_up x\n# TYPE redis_up gauge\nredis_up 1\n\
+             redis_db_keys{db=\"db0\"} 3\n\
+             redis_commands_total{cmd=\"g\\\"}et\"} 7\n\
+             redis_vitals_build_info{version=\"1\"} 1\nredis_vitals_poll_interval_seconds 5\n"
+        );
     }
 
     fn texts(t: &NodeText) -> Vec<(F, String)> {
