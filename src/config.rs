@@ -33,11 +33,14 @@ pub const DEFAULT_POLL_GROUP_SIZE: usize = 32;
 /// How often values INFO lacks (maxclients before 6.2) are re-read with
 /// CONFIG GET: they change rarely, and CONFIG GET is not free on the server.
 pub const DEFAULT_CONFIG_REFRESH: Duration = Duration::from_secs(300);
-/// How often the costly INFO sections (commandstats, latencystats) are
-/// asked for: latencystats alone was ~40% of INFO's server time in the
-/// benchmark, and per-command series at 30 s resolution serve dashboards
-/// and alerts that use rates over minutes.
-pub const DEFAULT_DETAIL_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the costly INFO sections (commandstats, latencystats) and the
+/// slow log are asked for, unless `poll.detail-interval` is set: on every
+/// poll. Per-command counters carried forward for 30 s made `irate()` panels
+/// (dashboard 763) empty at most steps and 2-6x high at the others; reading
+/// them every poll keeps the Redis-side cost within a third of the peer's
+/// (bench/compare.py, issue 17). A longer interval remains an option for
+/// fleets where INFO's server time matters more than fresh command rates.
+pub const DEFAULT_DETAIL_INTERVAL: Option<Duration> = None;
 /// Longest reconnect backoff: a node that is down for long is retried at
 /// least this often, so its recovery shows within ~10 s (the soak measured
 /// up to 34 s with 30 s); a refused connect costs next to nothing.
@@ -462,12 +465,20 @@ impl Config {
                 "poll.max-backoff",
                 DEFAULT_MAX_BACKOFF,
             )?,
-            detail_interval: dur(
+            detail_interval: Duration::ZERO,
+        };
+        let mut poll = poll;
+        poll.detail_interval = if flags.poll_detail_interval.is_some()
+            || file.poll.detail_interval.is_some()
+        {
+            dur(
                 flags.poll_detail_interval,
                 &file.poll.detail_interval,
                 "poll.detail-interval",
-                DEFAULT_DETAIL_INTERVAL,
-            )?,
+                poll.interval,
+            )?
+        } else {
+            DEFAULT_DETAIL_INTERVAL.unwrap_or(poll.interval)
         };
         if poll.detail_interval < poll.interval {
             return Err(err(
