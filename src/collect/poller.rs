@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::collect::schedule::Seat;
 use crate::config::PollSettings;
 use crate::error::{PollError, Reason};
-use crate::expose::state::{NodeState, Observation, ParseErrorKind};
+use crate::expose::state::{NodeState, Observation, ParseErrorKind, Slowlog};
 use crate::parse::cluster;
 use crate::parse::info::{self, Info};
 use crate::redis::conn::Conn;
@@ -190,6 +190,9 @@ struct Detail {
     /// Only carried for servers before 7.0, whose cheap `INFO` (default
     /// sections) lacks errorstats.
     errors: Vec<(String, u64)>,
+    /// `SLOWLOG LEN` and the newest entry's id, read with the detail
+    /// sections.
+    slowlog: Option<Slowlog>,
 }
 
 /// What we learned about a server, kept until its `run_id` changes so that
@@ -206,6 +209,9 @@ struct Capabilities {
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
     detail: Option<Detail>,
+    /// SLOWLOG answered with an error other than NOPERM (an engine without
+    /// it, a renamed command): not asked again until the server restarts.
+    slowlog_unavailable: bool,
     /// Commands the server refused with NOPERM, and when: skipped until
     /// `poll.config-refresh` has passed, so an ACL that forbids them does
     /// not add an error reply to the server's counters every poll.
@@ -241,6 +247,58 @@ async fn optional_query(
         }
         Err(e) => Err(e),
     }
+}
+
+/// `SLOWLOG LEN` and the id of the newest entry (`SLOWLOG GET 1`), the
+/// peer's `redis_slowlog_length` and `redis_slowlog_last_id`. `None` when
+/// the server does not answer them (denied, unknown command).
+async fn read_slowlog(
+    c: &mut Conn,
+    caps: &mut Capabilities,
+    retry_after: Duration,
+    addr: &str,
+) -> Result<Option<Slowlog>, PollError> {
+    if caps.slowlog_unavailable {
+        return Ok(None);
+    }
+    if let Some(at) = caps.denied.get("slowlog") {
+        if at.elapsed() < retry_after {
+            return Ok(None);
+        }
+    }
+    let mut replies = Vec::with_capacity(2);
+    for args in [&[&b"SLOWLOG"[..], b"LEN"][..], &[b"SLOWLOG", b"GET", b"1"]] {
+        match c.query(args).await? {
+            Reply::Error(e) => {
+                if PollError::from_error_reply(&e).reason == Reason::Denied {
+                    if caps.denied.insert("slowlog", Instant::now()).is_none() {
+                        tracing::warn!(addr = %addr, command = "slowlog", "ACL denies this command; its metrics are skipped");
+                    }
+                } else {
+                    caps.slowlog_unavailable = true;
+                }
+                return Ok(None);
+            }
+            r => replies.push(r),
+        }
+    }
+    caps.denied.remove("slowlog");
+    let length = match replies[0] {
+        Reply::Int(n) if n >= 0 => n as u64,
+        _ => return Ok(None),
+    };
+    // An empty log has no newest entry: the peer shows 0 then.
+    let last_id = match &replies[1] {
+        Reply::Array(entries) => match entries.first() {
+            Some(Reply::Array(entry)) => match entry.first() {
+                Some(Reply::Int(id)) if *id >= 0 => *id as u64,
+                _ => return Ok(None),
+            },
+            _ => 0,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(Slowlog { length, last_id }))
 }
 
 /// What the previous polls of a cluster node saw, to tell topology signals
@@ -630,12 +688,18 @@ async fn poll_commands(
             caps.detail = None;
         }
     }
+    let slowlog = if detailed {
+        read_slowlog(c, caps, ctx.poll.config_refresh, &target.addr).await?
+    } else {
+        caps.detail.as_ref().and_then(|d| d.slowlog)
+    };
     if detailed {
         caps.detail = Some(Detail {
             at,
             commands: info.commands.clone(),
             latencies: info.latencies.clone(),
             errors: info.errors.clone(),
+            slowlog,
         });
     } else if let Some(d) = &caps.detail {
         info.commands = d.commands.clone();
@@ -757,6 +821,7 @@ async fn poll_commands(
         cluster_info,
         cluster_nodes,
         denied: caps.denied.keys().copied().collect(),
+        slowlog,
     })
 }
 
@@ -774,6 +839,7 @@ fn detect(info: &Info) -> Capabilities {
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
         detail: None,
+        slowlog_unavailable: false,
         denied: Default::default(),
     }
 }
