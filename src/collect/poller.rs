@@ -163,7 +163,7 @@ enum Phase {
 
 /// Sections asked every poll from servers that accept several (Redis and
 /// Valkey 7.0+): what the metrics use, without `modules`/`keysizes` (no
-/// metric) and without the costly [`DETAIL_SECTIONS`].
+/// metric) and without `commandstats` and `latencystats` (see [`LATENCY_INTERVAL`]).
 pub const INFO_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -177,16 +177,20 @@ pub const INFO_SECTIONS: &[&str] = &[
     "keyspace",
 ];
 
-/// Sections asked every `poll.detail-interval` only: per-command counters
-/// and latency percentiles, the bulk of INFO's cost on the server.
-const DETAIL_SECTIONS: &[&str] = &["commandstats", "latencystats"];
+/// Per-command counters (`commandstats`) and the slow log are asked every
+/// `poll.detail-interval` (by default every poll: dashboards take `irate()`
+/// of them). Latency percentiles (`latencystats`, 7.0+) cost Redis about as
+/// much as all other sections together (~10 of ~18 µs of an idle node's
+/// INFO on 7.0) and are percentiles since start or reset, which move
+/// slowly: they are asked every `LATENCY_INTERVAL`, or every
+/// `poll.detail-interval` if longer, and carried forward in between.
+pub const LATENCY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The detail sections last read, carried into the polls that skip them.
 #[derive(Debug, Clone)]
 struct Detail {
     at: Instant,
     commands: Arc<Vec<crate::parse::info::CommandStat>>,
-    latencies: Arc<Vec<crate::parse::info::LatencyStat>>,
     /// Only carried for servers before 7.0, whose cheap `INFO` (default
     /// sections) lacks errorstats.
     errors: Vec<(String, u64)>,
@@ -209,6 +213,8 @@ struct Capabilities {
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
     detail: Option<Detail>,
+    /// The latencystats last read, and when.
+    latency: Option<(Instant, Arc<Vec<crate::parse::info::LatencyStat>>)>,
     /// SLOWLOG answered with an error other than NOPERM (an engine without
     /// it, a renamed command): not asked again until the server restarts.
     slowlog_unavailable: bool,
@@ -646,21 +652,30 @@ async fn poll_commands(
     };
     c.begin_poll();
 
+    // Half an interval of slack: `at` is when the last such reply arrived,
+    // later than that poll's scheduled start, so without it an interval
+    // equal to the poll interval would skip every other poll (and 30 s
+    // would mean every 31st poll).
+    let due = |at: Instant, every: Duration| at.elapsed() + ctx.poll.interval / 2 >= every;
     let detailed = caps
         .detail
         .as_ref()
-        // Half an interval of slack: `d.at` is when the last detail reply
-        // arrived, later than that poll's scheduled start, so without it a
-        // detail interval equal to the poll interval would skip every other
-        // poll (and 30 s would mean every 31st poll).
-        .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
+        .is_none_or(|d| due(d.at, ctx.poll.detail_interval));
+    let latency_every = ctx.poll.detail_interval.max(LATENCY_INTERVAL);
+    let latency_due = caps
+        .latency
+        .as_ref()
+        .is_none_or(|(at, _)| due(*at, latency_every));
     let mut info_cmd: Vec<&[u8]> = vec![b"INFO"];
     if caps.multi_section_info {
         info_cmd.extend(INFO_SECTIONS.iter().map(|s| s.as_bytes()));
         if detailed {
-            info_cmd.extend(DETAIL_SECTIONS.iter().map(|s| s.as_bytes()));
+            info_cmd.push(b"commandstats");
         }
-    } else if detailed {
+        if latency_due {
+            info_cmd.push(b"latencystats");
+        }
+    } else if detailed || latency_due {
         // Older servers take one section name; "all" is everything but
         // modules on every version we support. Without an argument they
         // answer the default sections, without the detail ones.
@@ -678,15 +693,10 @@ async fn poll_commands(
     let run_id = info.get("run_id").map(str::to_string);
     if caps.run_id != run_id {
         // A new server process (or the first reply): learn what it supports
-        // (its counters restarted, so carried details are dropped too).
-        let fresh = detect(&info);
-        let need_detail = !detailed;
-        *caps = fresh;
+        // (its counters restarted, so carried details are dropped too; a
+        // reply without them makes the next poll ask).
+        *caps = detect(&info);
         caps.run_id = run_id;
-        if need_detail {
-            // This reply lacks the detail sections; the next poll asks.
-            caps.detail = None;
-        }
     }
     let slowlog = if detailed {
         read_slowlog(c, caps, ctx.poll.config_refresh, &target.addr).await?
@@ -697,16 +707,19 @@ async fn poll_commands(
         caps.detail = Some(Detail {
             at,
             commands: info.commands.clone(),
-            latencies: info.latencies.clone(),
             errors: info.errors.clone(),
             slowlog,
         });
     } else if let Some(d) = &caps.detail {
         info.commands = d.commands.clone();
-        info.latencies = d.latencies.clone();
         if !caps.multi_section_info {
             info.errors = d.errors.clone();
         }
+    }
+    if latency_due {
+        caps.latency = Some((at, info.latencies.clone()));
+    } else if let Some((_, l)) = &caps.latency {
+        info.latencies = l.clone();
     }
 
     // Dragonfly spells it max_clients.
@@ -839,6 +852,7 @@ fn detect(info: &Info) -> Capabilities {
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
         detail: None,
+        latency: None,
         slowlog_unavailable: false,
         denied: Default::default(),
     }
