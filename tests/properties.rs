@@ -228,6 +228,7 @@ fn observation(
             length: 3,
             last_id: 41,
         }),
+        databases: Some(16),
     }
 }
 

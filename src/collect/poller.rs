@@ -213,6 +213,10 @@ struct Capabilities {
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
     detail: Option<Detail>,
+    /// `databases` from CONFIG GET, asked once per server process (not on
+    /// cluster nodes, which have db0 only): empty databases show as 0.
+    databases: Option<u64>,
+    databases_asked: bool,
     /// The latencystats last read, and when.
     latency: Option<(Instant, Arc<Vec<crate::parse::info::LatencyStat>>)>,
     /// SLOWLOG answered with an error other than NOPERM (an engine without
@@ -728,6 +732,10 @@ async fn poll_commands(
         maxclients = config_maxclients(c, target, caps, config_refresh).await?;
     }
     let maxclients = maxclients.or(target.maxclients_override);
+    if !caps.cluster_enabled && !caps.databases_asked {
+        caps.databases_asked = true;
+        caps.databases = config_databases(c, target, caps).await?;
+    }
 
     let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
         let retry = ctx.poll.config_refresh;
@@ -835,6 +843,7 @@ async fn poll_commands(
         cluster_nodes,
         denied: caps.denied.keys().copied().collect(),
         slowlog,
+        databases: caps.databases,
     })
 }
 
@@ -852,6 +861,8 @@ fn detect(info: &Info) -> Capabilities {
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
         detail: None,
+        databases: None,
+        databases_asked: false,
         latency: None,
         slowlog_unavailable: false,
         denied: Default::default(),
@@ -895,6 +906,40 @@ async fn config_maxclients(
         reply => {
             let code = reply.error_code().unwrap_or("?");
             tracing::info!(addr = %target.addr, code, "CONFIG GET is not available; maxclients comes from the override if set");
+            if code == "NOPERM" {
+                caps.denied.insert("config|get", Instant::now());
+            }
+            caps.config_unavailable = true;
+            Ok(None)
+        }
+    }
+}
+
+/// `CONFIG GET databases`, once per server process: how many databases
+/// the server has, so that empty ones show as 0 as the peer shows them.
+/// `None` when CONFIG is disabled, blocked or denied (then db0 only).
+async fn config_databases(
+    c: &mut Conn,
+    target: &Target,
+    caps: &mut Capabilities,
+) -> Result<Option<u64>, PollError> {
+    let Some(cmd_name) = &target.config_command else {
+        return Ok(None);
+    };
+    if caps.config_unavailable {
+        return Ok(None);
+    }
+    match c
+        .query(&[cmd_name.as_bytes(), b"GET", b"databases"])
+        .await?
+    {
+        Reply::Array(pair) => Ok(match pair.get(1) {
+            Some(Reply::Bulk(v)) => std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()),
+            _ => None,
+        }),
+        reply => {
+            let code = reply.error_code().unwrap_or("?");
+            tracing::info!(addr = %target.addr, code, "CONFIG GET is not available; only db0 is shown when empty");
             if code == "NOPERM" {
                 caps.denied.insert("config|get", Instant::now());
             }

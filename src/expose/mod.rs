@@ -618,6 +618,10 @@ const SIMPLE: &[(F, &str, f64)] = &[
     (F::SlavePriority, "slave_priority", 1.0),
 ];
 
+/// Most empty databases shown as 0 per node (a server may be configured
+/// with thousands).
+pub const MAX_EMPTY_DBS: u64 = 64;
+
 /// Fields that read `ok`/`err`.
 const STATUS: &[(F, &str)] = &[
     (F::RdbLastStatus, "rdb_last_bgsave_status"),
@@ -696,13 +700,18 @@ fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) 
         out.push(F::SlowlogLength, base, s.length as f64);
         out.push(F::SlowlogLastId, base, s.last_id as f64);
     }
-    // INFO keyspace lists only databases with keys; an empty db0 still has
-    // its series, 0, as the peer shows them (panels and `sum by (db)` keep
-    // a line for an emptied node instead of losing it).
-    if !info.keyspace.iter().any(|db| db.db == "db0") {
-        let l = [base[0], base[1], ("db", "db0")];
-        out.push(F::DbKeys, &l, 0.0);
-        out.push(F::DbExpiring, &l, 0.0);
+    // INFO keyspace lists only databases with keys; empty ones still have
+    // their series, 0, as the peer shows them (panels and `sum by (db)` keep
+    // a line for an emptied node instead of losing it): every database the
+    // server has (CONFIG GET databases, at most MAX_EMPTY_DBS), else db0.
+    let dbs = obs.databases.unwrap_or(1).clamp(1, MAX_EMPTY_DBS);
+    for i in 0..dbs {
+        let name = format!("db{i}");
+        if !info.keyspace.iter().any(|db| db.db == name) {
+            let l = [base[0], base[1], ("db", name.as_str())];
+            out.push(F::DbKeys, &l, 0.0);
+            out.push(F::DbExpiring, &l, 0.0);
+        }
     }
     for db in &info.keyspace {
         let l = [base[0], base[1], ("db", db.db.as_str())];

@@ -53,6 +53,9 @@ pub struct Observation {
     pub denied: Vec<&'static str>,
     /// The slow log's length and newest id, read with the detail sections.
     pub slowlog: Option<Slowlog>,
+    /// The server's `databases` setting (CONFIG GET, once per process);
+    /// `None` on cluster nodes and where CONFIG is unavailable.
+    pub databases: Option<u64>,
 }
 
 /// `SLOWLOG LEN` and the id of the newest slow-log entry (0 when empty).
@@ -76,6 +79,7 @@ impl Observation {
             cluster_nodes: None,
             denied: Vec::new(),
             slowlog: None,
+            databases: None,
         }
     }
 }
