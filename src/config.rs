@@ -514,18 +514,17 @@ impl Config {
             detail_interval: Duration::ZERO,
         };
         let mut poll = poll;
-        poll.detail_interval = if flags.poll_detail_interval.is_some()
-            || file.poll.detail_interval.is_some()
-        {
-            dur(
-                flags.poll_detail_interval,
-                &file.poll.detail_interval,
-                "poll.detail-interval",
-                poll.interval,
-            )?
-        } else {
-            DEFAULT_DETAIL_INTERVAL.unwrap_or(poll.interval)
-        };
+        poll.detail_interval =
+            if flags.poll_detail_interval.is_some() || file.poll.detail_interval.is_some() {
+                dur(
+                    flags.poll_detail_interval,
+                    &file.poll.detail_interval,
+                    "poll.detail-interval",
+                    poll.interval,
+                )?
+            } else {
+                DEFAULT_DETAIL_INTERVAL.unwrap_or(poll.interval)
+            };
         if poll.detail_interval < poll.interval {
             return Err(err(
                 "poll.detail-interval",

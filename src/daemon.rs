@@ -281,7 +281,9 @@ impl Shared {
     pub fn adopt(&self, target: &str) -> Result<Arc<NodeState>, &'static str> {
         let settings = &self.config.scrape;
         if settings.allowed_networks.is_empty() {
-            return Err("unknown target: only nodes this exporter already polls can be scraped (see /sd)");
+            return Err(
+                "unknown target: only nodes this exporter already polls can be scraped (see /sd)",
+            );
         }
         let parsed = crate::redis::target::parse_addr(target)
             .map_err(|_| "unknown target, and not a valid redis:// address")?;
@@ -314,7 +316,9 @@ impl Shared {
         t.discovered = true;
         if !self.add_node(t) {
             // poll.max-nodes reached (or added meanwhile by discovery).
-            return self.node(&parsed.addr).ok_or("unknown target: poll.max-nodes reached");
+            return self
+                .node(&parsed.addr)
+                .ok_or("unknown target: poll.max-nodes reached");
         }
         tracing::info!(addr = %parsed.addr, "polling a node first asked for by /scrape");
         adopted.insert(parsed.addr.clone(), std::time::Instant::now());
@@ -391,11 +395,7 @@ impl Shared {
                     .unwrap_or("unknown")
                     .to_string();
                 drop(st);
-                let configured = self
-                    .config
-                    .targets
-                    .iter()
-                    .any(|t| t.addr == n.target.addr);
+                let configured = self.config.targets.iter().any(|t| t.addr == n.target.addr);
                 let mut labels = serde_json::Map::new();
                 labels.insert(format!("{SD_META}cluster"), cluster.into());
                 labels.insert(format!("{SD_META}role"), role.into());

@@ -140,7 +140,11 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
         assert_eq!(labels["__meta_redis_vitals_cluster"], "cache");
         assert_eq!(
             labels["__meta_redis_vitals_source"],
-            if addr == seed { "configured" } else { "discovered" }
+            if addr == seed {
+                "configured"
+            } else {
+                "discovered"
+            }
         );
         let want_role = roles(&m)[addr].clone();
         assert_eq!(

@@ -30,53 +30,145 @@ const WAIT: Duration = Duration::from_secs(15);
 /// Peer family -> ours, where the name differs on purpose (units, `_total`,
 /// counters typed as counters).
 pub const RENAMED: &[(&str, &str)] = &[
-    ("redis_rdb_last_bgsave_duration_sec", "redis_rdb_last_bgsave_duration_seconds"),
-    ("redis_replica_partial_resync_accepted", "redis_sync_partial_ok_total"),
-    ("redis_replica_partial_resync_denied", "redis_sync_partial_err_total"),
+    (
+        "redis_rdb_last_bgsave_duration_sec",
+        "redis_rdb_last_bgsave_duration_seconds",
+    ),
+    (
+        "redis_replica_partial_resync_accepted",
+        "redis_sync_partial_ok_total",
+    ),
+    (
+        "redis_replica_partial_resync_denied",
+        "redis_sync_partial_err_total",
+    ),
     ("redis_replica_resyncs_full", "redis_sync_full_total"),
     ("redis_total_error_replies", "redis_error_replies_total"),
     // A summary in microseconds there, a gauge per percentile in seconds
     // here (label `percentile`, no _sum/_count: INFO gives no totals).
-    ("redis_latency_percentiles_usec", "redis_latency_percentiles_seconds"),
+    (
+        "redis_latency_percentiles_usec",
+        "redis_latency_percentiles_seconds",
+    ),
 ];
 
 /// Peer families without a counterpart, and why.
 pub const NOT_EXPORTED: &[(&str, &str)] = &[
-    ("redis_exporter_build_info", "the peer's own; ours is redis_vitals_build_info"),
-    ("redis_exporter_last_scrape_connect_time_seconds", "the peer connects per scrape; we poll (redis_vitals_poll_duration_seconds)"),
-    ("redis_exporter_last_scrape_duration_seconds", "the peer's own; ours is redis_vitals_poll_duration_seconds"),
-    ("redis_exporter_last_scrape_error", "the peer's own; ours is redis_vitals_poll_errors_total{reason}"),
-    ("redis_exporter_scrape_duration_seconds_count", "the peer's own"),
-    ("redis_exporter_scrape_duration_seconds_sum", "the peer's own"),
-    ("redis_exporter_scrapes_total", "the peer's own; ours is redis_vitals_polls_total"),
+    (
+        "redis_exporter_build_info",
+        "the peer's own; ours is redis_vitals_build_info",
+    ),
+    (
+        "redis_exporter_last_scrape_connect_time_seconds",
+        "the peer connects per scrape; we poll (redis_vitals_poll_duration_seconds)",
+    ),
+    (
+        "redis_exporter_last_scrape_duration_seconds",
+        "the peer's own; ours is redis_vitals_poll_duration_seconds",
+    ),
+    (
+        "redis_exporter_last_scrape_error",
+        "the peer's own; ours is redis_vitals_poll_errors_total{reason}",
+    ),
+    (
+        "redis_exporter_scrape_duration_seconds_count",
+        "the peer's own",
+    ),
+    (
+        "redis_exporter_scrape_duration_seconds_sum",
+        "the peer's own",
+    ),
+    (
+        "redis_exporter_scrapes_total",
+        "the peer's own; ours is redis_vitals_polls_total",
+    ),
     ("redis_target_scrape_request_errors_total", "the peer's own"),
-    ("redis_last_key_groups_scrape_duration_milliseconds", "key-group scanning is not implemented"),
-    ("redis_latency_percentiles_usec_count", "INFO latencystats has no totals; see redis_latency_percentiles_seconds"),
-    ("redis_latency_percentiles_usec_sum", "INFO latencystats has no totals; see redis_latency_percentiles_seconds"),
-    ("redis_config_io_threads", "CONFIG GET io-threads every scrape; redis_io_threads_active comes from INFO"),
-    ("redis_config_maxmemory", "CONFIG GET maxmemory; INFO's maxmemory is redis_memory_max_bytes"),
-    ("redis_last_slow_execution_duration_seconds", "needs the slow log's entries (SLOWLOG GET); we read its length and last id"),
-    ("redis_aof_current_rewrite_duration_sec", "-1 unless a rewrite runs: redis_aof_rewrite_in_progress"),
+    (
+        "redis_last_key_groups_scrape_duration_milliseconds",
+        "key-group scanning is not implemented",
+    ),
+    (
+        "redis_latency_percentiles_usec_count",
+        "INFO latencystats has no totals; see redis_latency_percentiles_seconds",
+    ),
+    (
+        "redis_latency_percentiles_usec_sum",
+        "INFO latencystats has no totals; see redis_latency_percentiles_seconds",
+    ),
+    (
+        "redis_config_io_threads",
+        "CONFIG GET io-threads every scrape; redis_io_threads_active comes from INFO",
+    ),
+    (
+        "redis_config_maxmemory",
+        "CONFIG GET maxmemory; INFO's maxmemory is redis_memory_max_bytes",
+    ),
+    (
+        "redis_last_slow_execution_duration_seconds",
+        "needs the slow log's entries (SLOWLOG GET); we read its length and last id",
+    ),
+    (
+        "redis_aof_current_rewrite_duration_sec",
+        "-1 unless a rewrite runs: redis_aof_rewrite_in_progress",
+    ),
     ("redis_aof_last_rewrite_duration_sec", "not yet exported"),
-    ("redis_rdb_current_bgsave_duration_sec", "-1 unless a save runs: redis_rdb_bgsave_in_progress"),
-    ("redis_slave_info", "the same facts are labels of redis_master_link_up (master_host, master_port)"),
+    (
+        "redis_rdb_current_bgsave_duration_sec",
+        "-1 unless a save runs: redis_rdb_bgsave_in_progress",
+    ),
+    (
+        "redis_slave_info",
+        "the same facts are labels of redis_master_link_up (master_host, master_port)",
+    ),
 ];
 
 /// Label names we add to a family of the peer's, and why.
 pub const EXTRA_LABELS: &[(&str, &str, &str)] = &[
-    ("redis_instance_info", "engine", "Redis, Valkey, KeyDB or Dragonfly"),
-    ("redis_instance_info", "engine_version", "the engine's own version"),
-    ("redis_latency_percentiles_seconds", "cmd", "the peer puts it in `cmd` too, but as a summary"),
-    ("redis_latency_percentiles_seconds", "percentile", "a gauge per percentile instead of a summary's `quantile`"),
+    (
+        "redis_instance_info",
+        "engine",
+        "Redis, Valkey, KeyDB or Dragonfly",
+    ),
+    (
+        "redis_instance_info",
+        "engine_version",
+        "the engine's own version",
+    ),
+    (
+        "redis_latency_percentiles_seconds",
+        "cmd",
+        "the peer puts it in `cmd` too, but as a summary",
+    ),
+    (
+        "redis_latency_percentiles_seconds",
+        "percentile",
+        "a gauge per percentile instead of a summary's `quantile`",
+    ),
 ];
 
 /// Label names of the peer's that ours lack, and why.
 pub const MISSING_LABELS: &[(&str, &str, &str)] = &[
-    ("redis_instance_info", "os", "host facts; not needed to tell a node"),
-    ("redis_instance_info", "process_id", "a series per restart; redis_process_id has it"),
-    ("redis_instance_info", "redis_build_id", "a series per build"),
+    (
+        "redis_instance_info",
+        "os",
+        "host facts; not needed to tell a node",
+    ),
+    (
+        "redis_instance_info",
+        "process_id",
+        "a series per restart; redis_process_id has it",
+    ),
+    (
+        "redis_instance_info",
+        "redis_build_id",
+        "a series per build",
+    ),
     ("redis_instance_info", "tcp_port", "the target is the node"),
-    ("redis_latency_percentiles_seconds", "quantile", "`percentile` here (a gauge, not a summary)"),
+    (
+        "redis_latency_percentiles_seconds",
+        "quantile",
+        "`percentile` here (a gauge, not a summary)",
+    ),
 ];
 
 /// family -> label names (without the per-node ones) in one scrape.
@@ -157,12 +249,14 @@ fn start_peer() -> Option<Peer> {
         .spawn()
         .expect("start the peer");
     let peer = Peer(child, addr);
-    wait_for(WAIT, "the peer to serve /health", || {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+    wait_for(
+        WAIT,
+        "the peer to serve /health",
+        || match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
-        }
-    });
+        },
+    );
     Some(peer)
 }
 
@@ -234,5 +328,7 @@ fn differences_are_reported() {
     let d = differences(&peer, &ours);
     assert_eq!(d.len(), 3, "{d:?}");
     assert!(d.iter().any(|l| l.contains("redis_new_thing")));
-    assert!(d.iter().any(|l| l.contains("lacks the peer's label master_host")));
+    assert!(d
+        .iter()
+        .any(|l| l.contains("lacks the peer's label master_host")));
 }

@@ -211,7 +211,9 @@ fn compare_series(
     for (l, v) in peer {
         match ours.iter().find(|(m, _)| m == l) {
             None => out.push(format!("{what}: no series {l:?}")),
-            Some((_, w)) if !close(*v, *w) && !VALUE_EXCEPTIONS.iter().any(|e| what.contains(e)) => {
+            Some((_, w))
+                if !close(*v, *w) && !VALUE_EXCEPTIONS.iter().any(|e| what.contains(e)) =>
+            {
                 out.push(format!("{what}: {l:?} peer {v} ours {w}"))
             }
             _ => {}
@@ -317,7 +319,8 @@ fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
     let t0 = Instant::now();
 
     // --- Nodes under load.
-    let mut master = RedisServer::start(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let mut master =
+        RedisServer::start(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
     let replica = start_replica_of(&master, &[]);
     let mut cluster = RedisCluster::start(3, 0);
     let (m_port, c_ports) = (
@@ -335,7 +338,13 @@ fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
         let mut cmds: Vec<Vec<String>> = Vec::new();
         for j in 0..40 {
             let k = format!("k{}", (i * 40 + j) % 50_000);
-            cmds.push(vec!["SET".into(), k.clone(), value.clone(), "EX".into(), "600".into()]);
+            cmds.push(vec![
+                "SET".into(),
+                k.clone(),
+                value.clone(),
+                "EX".into(),
+                "600".into(),
+            ]);
             cmds.push(vec!["GET".into(), format!("k{}", (i * 7 + j) % 60_000)]);
         }
         let refs: Vec<Vec<&str>> = cmds
@@ -412,10 +421,10 @@ fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
     let mut peer_job = peer_job;
     let mut sc = serde_yaml_ng::Mapping::new();
     sc.insert("targets".into(), Yaml::Sequence(peer_targets));
-    peer_job
-        .as_mapping_mut()
-        .unwrap()
-        .insert("static_configs".into(), Yaml::Sequence(vec![Yaml::Mapping(sc)]));
+    peer_job.as_mapping_mut().unwrap().insert(
+        "static_configs".into(),
+        Yaml::Sequence(vec![Yaml::Mapping(sc)]),
+    );
     let a = Prometheus::start_with_config(&config_with(peer_job));
     let b = Prometheus::start_with_config(&config_with(multi_target_job(&ours_addr)));
     let c = Prometheus::start_with_config(&config_with(single_target_job(&ours_addr)));
@@ -443,10 +452,14 @@ fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
             let pc = selected(&c, expr, t);
             println!("{phase} {name}: peer {pa:?} multi {pb:?} single {pc:?}");
             if pa != pb {
-                report.push(format!("{phase} {name} (multi-target): peer {pa:?}, ours {pb:?}"));
+                report.push(format!(
+                    "{phase} {name} (multi-target): peer {pa:?}, ours {pb:?}"
+                ));
             }
             if pa != pc && !SINGLE_TARGET_EXCEPTIONS.contains(&name.as_str()) {
-                report.push(format!("{phase} {name} (single-target): peer {pa:?}, ours {pc:?}"));
+                report.push(format!(
+                    "{phase} {name} (single-target): peer {pa:?}, ours {pc:?}"
+                ));
             }
         }
     };
@@ -465,7 +478,10 @@ fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
             report.extend(compare_series(&format!("{panel} [{mode}] {q}"), &pa, &ours));
         }
     }
-    assert!(with_data >= 15, "the peer answered only {with_data} dashboard queries");
+    assert!(
+        with_data >= 15,
+        "the peer answered only {with_data} dashboard queries"
+    );
     check_rules("healthy", &mut report);
 
     // --- A cluster master killed.
@@ -528,5 +544,8 @@ fn comparison_detects_differences() {
         ("job".to_string(), "x".to_string()),
         ("addr".to_string(), "h:1".to_string()),
     ]));
-    assert_eq!(id, BTreeMap::from([("instance".to_string(), "h:1".to_string())]));
+    assert_eq!(
+        id,
+        BTreeMap::from([("instance".to_string(), "h:1".to_string())])
+    );
 }

@@ -34,7 +34,10 @@ fn unknown_targets_are_refused_by_default_and_outside_the_networks() {
             assert_eq!(st, 404, "{extra:?} {t}: {body}");
         }
         std::thread::sleep(Duration::from_millis(700));
-        assert!(!polled(&d, &o), "{extra:?}: a refused target must not be polled");
+        assert!(
+            !polled(&d, &o),
+            "{extra:?}: a refused target must not be polled"
+        );
     }
 }
 

@@ -470,10 +470,18 @@ fn commands_and_slowlog_fresh_every_poll_latency_carried() {
             (p > last_polls).then_some((p, info, m))
         });
         if last_polls > 0.0 {
-            assert!(info > last_info, "after poll {p} the info count stayed at {info}");
+            assert!(
+                info > last_info,
+                "after poll {p} the info count stayed at {info}"
+            );
         }
         assert!(
-            !find_all(&m, "redis_latency_percentiles_seconds", &[node[0], ("cmd", "info")]).is_empty(),
+            !find_all(
+                &m,
+                "redis_latency_percentiles_seconds",
+                &[node[0], ("cmd", "info")]
+            )
+            .is_empty(),
             "latency percentiles missing between their reads"
         );
         (last_polls, last_info) = (p, info);

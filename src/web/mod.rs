@@ -586,8 +586,16 @@ fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &
         return text(StatusCode::BAD_REQUEST, "missing ?target=host:port\n");
     };
     if !server.shared.knows(&addr) {
-        let why = server.shared.adopt(&target).err().unwrap_or("unknown target");
-        return owned(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", format!("{why}\n"));
+        let why = server
+            .shared
+            .adopt(&target)
+            .err()
+            .unwrap_or("unknown target");
+        return owned(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            format!("{why}\n"),
+        );
     }
     server.shared.scraped(&addr);
     metrics(server, track, req, Some(addr))
