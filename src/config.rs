@@ -33,11 +33,14 @@ pub const DEFAULT_POLL_GROUP_SIZE: usize = 32;
 /// How often values INFO lacks (maxclients before 6.2) are re-read with
 /// CONFIG GET: they change rarely, and CONFIG GET is not free on the server.
 pub const DEFAULT_CONFIG_REFRESH: Duration = Duration::from_secs(300);
-/// How often the costly INFO sections (commandstats, latencystats) are
-/// asked for: latencystats alone was ~40% of INFO's server time in the
-/// benchmark, and per-command series at 30 s resolution serve dashboards
-/// and alerts that use rates over minutes.
-pub const DEFAULT_DETAIL_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the costly INFO sections (commandstats, latencystats) and the
+/// slow log are asked for, unless `poll.detail-interval` is set: on every
+/// poll. Per-command counters carried forward for 30 s made `irate()` panels
+/// (dashboard 763) empty at most steps and 2-6x high at the others; reading
+/// them every poll keeps the Redis-side cost within a third of the peer's
+/// (bench/compare.py, issue 17). A longer interval remains an option for
+/// fleets where INFO's server time matters more than fresh command rates.
+pub const DEFAULT_DETAIL_INTERVAL: Option<Duration> = None;
 /// Longest reconnect backoff: a node that is down for long is retried at
 /// least this often, so its recovery shows within ~10 s (the soak measured
 /// up to 34 s with 30 s); a refused connect costs next to nothing.
@@ -168,6 +171,17 @@ pub struct Flags {
     /// Most nodes polled per Redis Cluster (default 1000).
     #[arg(long = "cluster.max-nodes")]
     pub cluster_max_nodes: Option<usize>,
+    /// Networks (CIDR) of nodes /scrape?target= may add to the poll set when
+    /// the exporter does not poll them yet. Repeatable. Default: none (an
+    /// unknown target is refused).
+    #[arg(long = "scrape.allowed-networks", value_delimiter = ',')]
+    pub scrape_allowed_networks: Vec<String>,
+    /// A node added by /scrape is dropped after this long without a scrape (default 10m).
+    #[arg(long = "scrape.target-idle-timeout", value_parser = parse_duration_arg)]
+    pub scrape_target_idle_timeout: Option<Duration>,
+    /// Most nodes /scrape may add at once (default 100).
+    #[arg(long = "scrape.max-targets")]
+    pub scrape_max_targets: Option<usize>,
     /// Most nodes polled in all, configured and discovered (default 4096).
     #[arg(long = "poll.max-nodes")]
     pub poll_max_nodes: Option<usize>,
@@ -261,6 +275,8 @@ struct FileConfig {
     #[serde(default)]
     web: FileWeb,
     #[serde(default)]
+    scrape: FileScrape,
+    #[serde(default)]
     log: FileLog,
     #[serde(default)]
     shard: FileShard,
@@ -347,6 +363,14 @@ struct FileWeb {
 struct FileShard {
     index: Option<u32>,
     count: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileScrape {
+    allowed_networks: Option<Vec<String>>,
+    target_idle_timeout: Option<String>,
+    max_targets: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -482,10 +506,35 @@ pub struct SentinelSettings {
     pub data_template: Target,
 }
 
+/// What `/scrape?target=` may do with a node the exporter does not poll
+/// (docs/configuration.md, "Unknown /scrape targets").
+#[derive(Debug, Clone)]
+pub struct ScrapeSettings {
+    /// `scrape.allowed-networks`; empty: unknown targets are refused.
+    pub allowed_networks: Vec<crate::redis::cidr::Cidr>,
+    /// `scrape.target-idle-timeout`: an added node not scraped for this
+    /// long stops being polled.
+    pub idle_timeout: Duration,
+    /// `scrape.max-targets`: most nodes added this way at once.
+    pub max_targets: usize,
+    /// The settings an added node is polled with: the `[redis]` defaults
+    /// (user, password, CONFIG command, maxclients), as for a
+    /// `--redis.addr`; user and password in the target URL win.
+    pub template: Target,
+}
+
+/// Default `scrape.target-idle-timeout`: several missed scrapes at any
+/// usual interval, so a Prometheus restart does not drop the node.
+pub const DEFAULT_SCRAPE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default `scrape.max-targets`.
+pub const DEFAULT_SCRAPE_MAX_TARGETS: usize = 100;
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub targets: Vec<Target>,
+    /// Unknown `/scrape` targets (off unless networks are allowed).
+    pub scrape: ScrapeSettings,
     pub poll: PollSettings,
     pub hit_ratio_window: Duration,
     pub lag_history: Duration,
@@ -624,13 +673,20 @@ impl Config {
                 "poll.max-backoff",
                 DEFAULT_MAX_BACKOFF,
             )?,
-            detail_interval: dur(
-                flags.poll_detail_interval,
-                &file.poll.detail_interval,
-                "poll.detail-interval",
-                DEFAULT_DETAIL_INTERVAL,
-            )?,
+            detail_interval: Duration::ZERO,
         };
+        let mut poll = poll;
+        poll.detail_interval =
+            if flags.poll_detail_interval.is_some() || file.poll.detail_interval.is_some() {
+                dur(
+                    flags.poll_detail_interval,
+                    &file.poll.detail_interval,
+                    "poll.detail-interval",
+                    poll.interval,
+                )?
+            } else {
+                DEFAULT_DETAIL_INTERVAL.unwrap_or(poll.interval)
+            };
         if poll.detail_interval < poll.interval {
             return Err(err(
                 "poll.detail-interval",
@@ -1095,8 +1151,58 @@ impl Config {
             ));
         }
 
+        // Unknown /scrape targets (issue 17): opt-in by network, bounded.
+        let networks: Vec<String> = if !flags.scrape_allowed_networks.is_empty() {
+            flags.scrape_allowed_networks
+        } else {
+            file.scrape.allowed_networks.unwrap_or_default()
+        };
+        let mut scrape_networks = Vec::with_capacity(networks.len());
+        for (i, n) in networks.iter().enumerate() {
+            scrape_networks.push(crate::redis::cidr::Cidr::parse(n).map_err(|m| {
+                err(
+                    format!("scrape.allowed-networks[{i}]"),
+                    format!("{n:?}: {m}"),
+                )
+            })?);
+        }
+        let idle_timeout = dur(
+            flags.scrape_target_idle_timeout,
+            &file.scrape.target_idle_timeout,
+            "scrape.target-idle-timeout",
+            DEFAULT_SCRAPE_IDLE_TIMEOUT,
+        )?;
+        if idle_timeout < poll.interval {
+            return Err(err(
+                "scrape.target-idle-timeout",
+                "must be at least poll.interval",
+            ));
+        }
+        let scrape = ScrapeSettings {
+            allowed_networks: scrape_networks,
+            idle_timeout,
+            max_targets: match flags.scrape_max_targets.or(file.scrape.max_targets) {
+                None => DEFAULT_SCRAPE_MAX_TARGETS,
+                Some(n) if (1..=MAX_MAX_NODES).contains(&n) => n,
+                Some(_) => {
+                    return Err(err(
+                        "scrape.max-targets",
+                        format!("must be between 1 and {MAX_MAX_NODES}"),
+                    ))
+                }
+            },
+            template: build_target(
+                "127.0.0.1:6379",
+                "redis",
+                "redis",
+                &defaults,
+                &mut tls_cache,
+            )?,
+        };
+
         Ok(Config {
             targets,
+            scrape,
             poll,
             hit_ratio_window,
             lag_history,
@@ -1436,6 +1542,49 @@ mod tests {
         assert_eq!(file.web.compression, Some(false));
         let e = parse_file("[web]\ncompression = \"no\"\n").unwrap_err();
         assert_eq!(e.key, "web.compression", "{e}");
+    }
+
+    #[test]
+    fn detail_interval_defaults_to_the_poll_interval() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.poll.detail_interval, c.poll.interval);
+        let c = cfg(&["--poll.interval", "2s"]).unwrap();
+        assert_eq!(c.poll.detail_interval, Duration::from_secs(2));
+        let c = cfg(&["--poll.detail-interval", "30s"]).unwrap();
+        assert_eq!(c.poll.detail_interval, Duration::from_secs(30));
+        let e = cfg(&["--poll.detail-interval", "1s"]).unwrap_err();
+        assert_eq!(e.key, "poll.detail-interval");
+    }
+
+    #[test]
+    fn scrape_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.scrape.allowed_networks.is_empty());
+        assert_eq!(c.scrape.idle_timeout, DEFAULT_SCRAPE_IDLE_TIMEOUT);
+        assert_eq!(c.scrape.max_targets, DEFAULT_SCRAPE_MAX_TARGETS);
+        let c = cfg(&[
+            "--scrape.allowed-networks",
+            "10.0.0.0/8,192.168.1.0/24",
+            "--scrape.target-idle-timeout",
+            "1m",
+            "--scrape.max-targets",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.scrape.allowed_networks.len(), 2);
+        assert_eq!(c.scrape.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.scrape.max_targets, 3);
+        let e = cfg(&["--scrape.allowed-networks", "10.0.0.0/8,nonsense"]).unwrap_err();
+        assert_eq!(e.key, "scrape.allowed-networks[1]", "{e}");
+        let e = cfg(&["--scrape.target-idle-timeout", "1s"]).unwrap_err();
+        assert_eq!(e.key, "scrape.target-idle-timeout", "{e}");
+        let e = cfg(&["--scrape.max-targets", "0"]).unwrap_err();
+        assert_eq!(e.key, "scrape.max-targets", "{e}");
+        let file = parse_file(
+            "[scrape]\nallowed-networks = [\"10.1.0.0/16\"]\ntarget-idle-timeout = \"5m\"\nmax-targets = 7\n",
+        )
+        .unwrap();
+        assert_eq!(file.scrape.max_targets, Some(7));
     }
 
     #[test]

@@ -52,7 +52,14 @@ pub struct Shared {
     /// The runtimes the daemon's tasks run on (polls, HTTP), for
     /// `redis_vitals_tasks`.
     runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
+    /// Nodes `/scrape` added (scrape.allowed-networks), with their last
+    /// scrape: dropped after scrape.target-idle-timeout without one.
+    adopted: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
 }
+
+/// Prefix of the labels `/sd` gives each target (see
+/// [`Shared::service_discovery`]).
+pub const SD_META: &str = "__meta_redis_vitals_";
 
 impl Shared {
     fn new(config: Config) -> Arc<Shared> {
@@ -92,6 +99,7 @@ impl Shared {
             web,
             web_default: Arc::new(crate::web::config::WebConfig::default()),
             runtimes: std::sync::Mutex::new(Vec::new()),
+            adopted: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -125,7 +133,19 @@ impl Shared {
             state.set_owned(false);
         }
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(poller::run(state.clone(), self.ctx.clone(), stop_rx));
+        let poll = poller::run(state.clone(), self.ctx.clone(), stop_rx);
+        // On the daemon's main runtime (the first registered), also when
+        // called from the HTTP thread (a /scrape that adds a node).
+        let main = self
+            .runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned();
+        let task = match main {
+            Some(h) => h.spawn(poll),
+            None => tokio::spawn(poll),
+        };
         nodes.insert(state.target.addr.clone(), NodeEntry { state, stop, task });
         true
     }
@@ -312,7 +332,113 @@ impl Shared {
             .sum()
     }
 
+    /// `/scrape?target=` of a node not polled yet: adds it to the poll set
+    /// when `scrape.allowed-networks` lets it in (an IP literal inside one of
+    /// them, never link-local unless listed, TCP without TLS) and fewer than
+    /// `scrape.max-targets` were added this way. Returns the node (its first
+    /// poll comes within `poller::FIRST_POLL_SPREAD`), or why it was refused.
+    pub fn adopt(&self, target: &str) -> Result<Arc<NodeState>, &'static str> {
+        let settings = &self.config.scrape;
+        if settings.allowed_networks.is_empty() {
+            return Err(
+                "unknown target: only nodes this exporter already polls can be scraped (see /sd)",
+            );
+        }
+        let parsed = crate::redis::target::parse_addr(target)
+            .map_err(|_| "unknown target, and not a valid redis:// address")?;
+        let crate::redis::target::Endpoint::Tcp { host, .. } = &parsed.endpoint else {
+            return Err("unknown target: only TCP addresses can be added by /scrape");
+        };
+        if parsed.tls {
+            return Err("unknown target: rediss:// targets cannot be added by /scrape");
+        }
+        crate::collect::discovery::Trust::explicit(&settings.allowed_networks)
+            .check(host)
+            .map_err(|_| "unknown target outside scrape.allowed-networks")?;
+        let mut adopted = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = self.node(&parsed.addr) {
+            return Ok(n);
+        }
+        if adopted.len() >= settings.max_targets {
+            return Err("unknown target: scrape.max-targets nodes were already added by /scrape");
+        }
+        let mut t = settings.template.clone();
+        t.endpoint = parsed.endpoint.clone();
+        t.addr = parsed.addr.clone();
+        t.db = parsed.db;
+        if parsed.user.is_some() {
+            t.user = parsed.user.clone();
+        }
+        if parsed.password.is_some() {
+            t.password = parsed.password.clone();
+        }
+        t.discovered = true;
+        if !self.add_node(t) {
+            // poll.max-nodes reached (or added meanwhile by discovery).
+            return self
+                .node(&parsed.addr)
+                .ok_or("unknown target: poll.max-nodes reached");
+        }
+        tracing::info!(addr = %parsed.addr, "polling a node first asked for by /scrape");
+        adopted.insert(parsed.addr.clone(), std::time::Instant::now());
+        self.node(&parsed.addr).ok_or("unknown target")
+    }
+
+    /// The node polled at `addr`.
+    fn node(&self, addr: &str) -> Option<Arc<NodeState>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .map(|e| e.state.clone())
+    }
+
+    /// Notes a `/scrape` of `addr` (keeps a node added by /scrape alive).
+    pub fn scraped(&self, addr: &str) {
+        let mut adopted = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = adopted.get_mut(addr) {
+            *at = std::time::Instant::now();
+        }
+    }
+
+    /// Stops polling the nodes /scrape added that were not scraped for
+    /// `scrape.target-idle-timeout`; returns how many.
+    pub fn expire_adopted(&self) -> usize {
+        let idle = self.config.scrape.idle_timeout;
+        let expired: Vec<String> = {
+            let mut adopted = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<String> = adopted
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= idle)
+                .map(|(a, _)| a.clone())
+                .collect();
+            for a in &gone {
+                adopted.remove(a);
+            }
+            gone
+        };
+        for a in &expired {
+            tracing::info!(addr = %a, "dropping a node added by /scrape: not scraped for scrape.target-idle-timeout");
+            self.remove_node(a);
+        }
+        expired.len()
+    }
+
+    /// Whether /scrape added this node.
+    fn is_adopted(&self, addr: &str) -> bool {
+        self.adopted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(addr)
+    }
+
     /// Prometheus HTTP service-discovery JSON: one group per node.
+    /// `/sd`: one target group per node, its facts as `__meta_redis_vitals_*`
+    /// labels (cluster, shard, role, source = configured|discovered).
+    /// Meta labels are dropped after relabelling unless a config keeps
+    /// them, so nothing here becomes a series label by default: the
+    /// documented configs keep the stable ones (cluster, shard) and never
+    /// role, which changes on a failover and would split a node's series.
     pub fn service_discovery(&self) -> String {
         let groups: Vec<serde_json::Value> = self
             .shown()
@@ -328,11 +454,20 @@ impl Shared {
                     .unwrap_or("unknown")
                     .to_string();
                 drop(st);
+                let configured = self.config.targets.iter().any(|t| t.addr == n.target.addr);
                 let mut labels = serde_json::Map::new();
-                labels.insert("cluster".into(), cluster.into());
-                labels.insert("role".into(), role.into());
+                labels.insert(format!("{SD_META}cluster"), cluster.into());
+                labels.insert(format!("{SD_META}role"), role.into());
+                let source = if configured {
+                    "configured"
+                } else if self.is_adopted(&n.target.addr) {
+                    "scrape"
+                } else {
+                    "discovered"
+                };
+                labels.insert(format!("{SD_META}source"), source.into());
                 if let Some(shard) = self.shard_of(&n.target.addr) {
-                    labels.insert("shard".into(), shard.into());
+                    labels.insert(format!("{SD_META}shard"), shard.into());
                 }
                 serde_json::json!({ "targets": [n.target.addr], "labels": labels })
             })
@@ -479,6 +614,13 @@ impl crate::web::Site for Shared {
     fn knows(&self, addr: &str) -> bool {
         Shared::shows(self, addr)
     }
+    fn adopt(&self, target: &str) -> Result<(Arc<NodeState>, Duration), &'static str> {
+        Shared::adopt(self, target)
+            .map(|n| (n, self.config.poll.timeout + poller::FIRST_POLL_SPREAD))
+    }
+    fn scraped(&self, addr: &str) {
+        Shared::scraped(self, addr)
+    }
     fn ready(&self) -> bool {
         Shared::ready(self)
     }
@@ -525,6 +667,20 @@ pub async fn run_shared(
         .web
         .clone()
         .map(|w| tokio::spawn(w.run(stop_rx.clone())));
+    let expiry = (!shared.config.scrape.allowed_networks.is_empty()).then(|| {
+        let (shared, mut stop) = (shared.clone(), stop_rx.clone());
+        // A tenth of the idle timeout between checks: a node stays at most
+        // 10 % longer than configured.
+        let every = (shared.config.scrape.idle_timeout / 10).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => { shared.expire_adopted(); }
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    });
     let http = start_http(listener, shared.clone(), stop_rx);
 
     shutdown.await;
@@ -537,6 +693,9 @@ pub async fn run_shared(
     }
     if let Some(w) = watcher {
         let _ = w.await;
+    }
+    if let Some(e) = expiry {
+        let _ = e.await;
     }
     let tasks = shared.stop_all();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {

@@ -21,6 +21,8 @@ const LEAST_PRIVILEGE: &[&str] = &[
     "+cluster|info",
     "+cluster|nodes",
     "+config|get",
+    "+slowlog|len",
+    "+slowlog|get",
 ];
 
 fn add_user(server: &RedisServer, rules: &[&str]) {
@@ -96,7 +98,15 @@ fn a_denied_command_costs_only_its_metrics() {
     // Everything but CLUSTER NODES.
     add_user(
         seed,
-        &["on", ">vitals-pw", "-@all", "+info", "+cluster|info"],
+        &[
+            "on",
+            ">vitals-pw",
+            "-@all",
+            "+info",
+            "+cluster|info",
+            "+slowlog|len",
+            "+slowlog|get",
+        ],
     );
     let addr = seed.addr();
     let d = TestDaemon::start(&["--redis.addr", &format!("redis://vitals:vitals-pw@{addr}")]);

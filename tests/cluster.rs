@@ -122,7 +122,9 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
         );
     }
 
-    // /sd lists the same nodes with role and shard; /scrape agrees with /metrics.
+    // /sd lists the same nodes with role and shard as __meta_ labels;
+    // /scrape answers the node's series without addr/cluster labels (the
+    // target names the node, as with the peer).
     let (status, sd) = d.get("/sd");
     assert_eq!(status, 200);
     let sd: serde_json::Value = serde_json::from_str(&sd).unwrap();
@@ -130,23 +132,44 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
     assert_eq!(groups.len(), 6);
     for g in groups {
         let addr = g["targets"][0].as_str().unwrap();
-        assert_eq!(g["labels"]["cluster"], "cache");
+        let labels = g["labels"].as_object().unwrap();
+        assert!(
+            labels.keys().all(|k| k.starts_with("__meta_redis_vitals_")),
+            "/sd labels must be meta labels: {labels:?}"
+        );
+        assert_eq!(labels["__meta_redis_vitals_cluster"], "cache");
+        assert_eq!(
+            labels["__meta_redis_vitals_source"],
+            if addr == seed {
+                "configured"
+            } else {
+                "discovered"
+            }
+        );
         let want_role = roles(&m)[addr].clone();
-        assert_eq!(g["labels"]["role"].as_str().unwrap(), want_role);
-        assert!(g["labels"]["shard"].as_str().is_some());
+        assert_eq!(
+            labels["__meta_redis_vitals_role"].as_str().unwrap(),
+            want_role
+        );
+        let shard = labels["__meta_redis_vitals_shard"].as_str();
+        assert!(shard.is_some());
         let (st, body) = d.get(&format!("/scrape?target={addr}"));
         assert_eq!(st, 200);
         let one = parse_metrics(&body);
-        // Only this node's series, plus the exporter's two global ones
-        // that alerts need per scrape target.
+        // No node identity label: the target is the node.
         assert!(
-            one.iter().all(|s| s.label("addr") == Some(addr)
-                || [
-                    "redis_vitals_build_info",
-                    "redis_vitals_poll_interval_seconds"
-                ]
-                .contains(&s.name.as_str())),
-            "/scrape leaked other nodes"
+            one.iter()
+                .all(|s| s.label("addr").is_none() && s.label("cluster").is_none()),
+            "/scrape carries addr or cluster labels"
+        );
+        // Only this node's series: one redis_up, its own uptime, and its
+        // own line of the cluster topology.
+        assert_eq!(find_all(&one, "redis_up", &[]).len(), 1);
+        assert_eq!(find_all(&one, "redis_instance_info", &[]).len(), 1);
+        assert_eq!(find_all(&one, "redis_cluster_node_info", &[]).len(), 1);
+        assert_eq!(
+            find_all(&one, "redis_instance_info", &[])[0].label("run_id"),
+            find_all(&m, "redis_instance_info", &[("addr", addr)])[0].label("run_id")
         );
         assert!(find_value(&one, "redis_vitals_build_info", &[]).is_some());
         assert_eq!(
@@ -155,7 +178,7 @@ fn discovers_every_node_from_one_seed_and_follows_membership() {
         );
         assert_eq!(
             find_all(&one, "redis_cluster_node_info", &[])[0].label("shard"),
-            g["labels"]["shard"].as_str()
+            shard
         );
     }
     let (st, body) = d.get("/scrape?target=127.0.0.1:1");

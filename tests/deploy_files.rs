@@ -373,11 +373,40 @@ fn multi_target_config_scrapes_through_the_exporter() {
         "target_label: __param_target",
         "target_label: instance",
         "target_label: __address__",
-        "honor_labels: true",
+        // /sd's facts arrive as meta labels; cluster is kept, role never.
+        "source_labels: [__meta_redis_vitals_cluster]",
+        "target_label: cluster",
+        "target_label: addr",
     ] {
         assert!(
             text.contains(needle),
             "multi-target config lacks {needle:?}"
+        );
+    }
+    let rules: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !rules.contains("__meta_redis_vitals_role") && !rules.contains("honor_labels"),
+        "role must not become a target label, and /scrape answers carry no labels to honour"
+    );
+}
+
+#[test]
+fn single_target_config_sets_instance_to_the_node() {
+    let text =
+        fs::read_to_string(root().join("deploy/prometheus/prometheus-single-target.yml")).unwrap();
+    for needle in [
+        "metric_relabel_configs:",
+        "source_labels: [addr]",
+        "regex: (.+)",
+        "target_label: instance",
+    ] {
+        assert!(
+            text.contains(needle),
+            "single-target config lacks {needle:?}"
         );
     }
 }

@@ -375,8 +375,9 @@ fn own_captures_spot_checks() {
     expect(&s, "redis_cpu_user_seconds_total", &[], 0.065_399);
     expect(&s, "redis_rdb_last_bgsave_status", &[], 1.0);
     expect(&s, "redis_aof_last_write_status", &[], 1.0);
-    // rdb_last_bgsave_time_sec:-1: no save has run yet.
-    expect_absent(&s, "redis_rdb_last_bgsave_duration_seconds");
+    // rdb_last_bgsave_time_sec:-1: no save has run yet; shown as the peer
+    // shows it.
+    expect(&s, "redis_rdb_last_bgsave_duration_seconds", &[], -1.0);
     for absent in [
         "redis_cluster_state",
         "redis_cluster_known_nodes",
@@ -680,8 +681,11 @@ fn check_public(name: &str, info: &Info, s: &[Sample]) {
             expect(s, "redis_config_maxclients", &[], 10_000.0);
             expect(s, "redis_keyspace_hits_total", &[], 877.0);
             expect(s, "redis_keyspace_misses_total", &[], 98.0);
-            // An empty Keyspace section yields no db series.
-            expect_absent(s, "redis_db_keys");
+            // An empty Keyspace section yields db0 at 0, as the peer shows
+            // it, and no other database.
+            expect(s, "redis_db_keys", &[("db", "db0")], 0.0);
+            expect(s, "redis_db_keys_expiring", &[("db", "db0")], 0.0);
+            assert_eq!(s.iter().filter(|x| x.name == "redis_db_keys").count(), 1);
         }
         "valkey-9.1.2-netdata-sanitized.txt" => {
             assert_eq!(info.field_count(), 236);
@@ -706,8 +710,8 @@ fn check_public(name: &str, info: &Info, s: &[Sample]) {
                 &[("cmd", "config|get"), ("percentile", "50")],
                 1.003e-6,
             );
-            // rdb_last_bgsave_time_sec:-1 means "never saved".
-            expect_absent(s, "redis_rdb_last_bgsave_duration_seconds");
+            // rdb_last_bgsave_time_sec:-1 means "never saved", shown as is.
+            expect(s, "redis_rdb_last_bgsave_duration_seconds", &[], -1.0);
             expect_absent(s, "redis_errors_total");
         }
         "keydb-6.3.4-netdata-sanitized.txt" => {
@@ -726,7 +730,7 @@ fn check_public(name: &str, info: &Info, s: &[Sample]) {
             expect(s, "redis_memory_used_bytes", &[], 2_297_992.0);
             expect(s, "redis_config_maxclients", &[], 10_000.0);
             expect(s, "redis_cpu_sys_seconds_total", &[], 0.027_463);
-            expect_absent(s, "redis_rdb_last_bgsave_duration_seconds");
+            expect(s, "redis_rdb_last_bgsave_duration_seconds", &[], -1.0);
         }
         "dragonfly-2.0.0-netdata-sanitized.txt" => {
             assert_eq!(info.field_count(), 194);

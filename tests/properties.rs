@@ -224,6 +224,11 @@ fn observation(
         cluster_info,
         cluster_nodes: None,
         denied: vec!["cluster|nodes", "config|get"],
+        slowlog: Some(redis_vitals::expose::state::Slowlog {
+            length: 3,
+            last_id: 41,
+        }),
+        databases: Some(16),
     }
 }
 

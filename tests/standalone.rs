@@ -443,3 +443,51 @@ fn nodes_of_a_group_are_polled_together_and_groups_spread() {
     }
     assert_eq!(d.shared.poll_groups(), vec![1, 1, 1, 1]);
 }
+
+/// By default (poll.detail-interval unset) per-command counters and the
+/// slow log are fresh at every poll, while latency percentiles, read every
+/// 30 s, are carried forward and never missing from a scrape.
+#[test]
+fn commands_and_slowlog_fresh_every_poll_latency_carried() {
+    let redis = RedisServer::start(&["--slowlog-log-slower-than", "0"]);
+    let a = redis.addr();
+    let d = TestDaemon::start(&["--redis.addr", &a]);
+    d.wait_value(WAIT, "redis_vitals_polls_total", &[("addr", &a)], |v| {
+        v >= 2.0
+    });
+    let node = [("addr", a.as_str())];
+    let last_id = |m: &[common::Sample]| find_value(m, "redis_slowlog_last_id", &node);
+    let m = d.metrics();
+    let id0 = last_id(&m).expect("redis_slowlog_last_id");
+    assert!(find_value(&m, "redis_slowlog_length", &node).is_some());
+    let mut last_info = 0.0;
+    let mut last_polls = 0.0;
+    for _ in 0..6 {
+        let (p, info, m) = common::wait_until(WAIT, "a new poll", || {
+            let m = d.metrics();
+            let p = find_value(&m, "redis_vitals_polls_total", &node)?;
+            let info = find_value(&m, "redis_commands_total", &[node[0], ("cmd", "info")])?;
+            (p > last_polls).then_some((p, info, m))
+        });
+        if last_polls > 0.0 {
+            assert!(
+                info > last_info,
+                "after poll {p} the info count stayed at {info}"
+            );
+        }
+        assert!(
+            !find_all(
+                &m,
+                "redis_latency_percentiles_seconds",
+                &[node[0], ("cmd", "info")]
+            )
+            .is_empty(),
+            "latency percentiles missing between their reads"
+        );
+        (last_polls, last_info) = (p, info);
+    }
+    // Every command is slow here (threshold 0): the exporter's own polls
+    // move the newest id at every poll.
+    let id1 = last_id(&d.metrics()).unwrap();
+    assert!(id1 > id0, "slowlog last id stayed at {id0}");
+}

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::collect::schedule::Seat;
 use crate::config::PollSettings;
 use crate::error::{PollError, Reason};
-use crate::expose::state::{NodeState, Observation, ParseErrorKind};
+use crate::expose::state::{NodeState, Observation, ParseErrorKind, Slowlog};
 use crate::parse::cluster;
 use crate::parse::info::{self, Info};
 use crate::redis::conn::Conn;
@@ -163,7 +163,7 @@ enum Phase {
 
 /// Sections asked every poll from servers that accept several (Redis and
 /// Valkey 7.0+): what the metrics use, without `modules`/`keysizes` (no
-/// metric) and without the costly [`DETAIL_SECTIONS`].
+/// metric) and without `commandstats` and `latencystats` (see [`LATENCY_INTERVAL`]).
 pub const INFO_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -177,19 +177,26 @@ pub const INFO_SECTIONS: &[&str] = &[
     "keyspace",
 ];
 
-/// Sections asked every `poll.detail-interval` only: per-command counters
-/// and latency percentiles, the bulk of INFO's cost on the server.
-const DETAIL_SECTIONS: &[&str] = &["commandstats", "latencystats"];
+/// Per-command counters (`commandstats`) and the slow log are asked every
+/// `poll.detail-interval` (by default every poll: dashboards take `irate()`
+/// of them). Latency percentiles (`latencystats`, 7.0+) cost Redis about as
+/// much as all other sections together (~10 of ~18 µs of an idle node's
+/// INFO on 7.0) and are percentiles since start or reset, which move
+/// slowly: they are asked every `LATENCY_INTERVAL`, or every
+/// `poll.detail-interval` if longer, and carried forward in between.
+pub const LATENCY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The detail sections last read, carried into the polls that skip them.
 #[derive(Debug, Clone)]
 struct Detail {
     at: Instant,
     commands: Arc<Vec<crate::parse::info::CommandStat>>,
-    latencies: Arc<Vec<crate::parse::info::LatencyStat>>,
     /// Only carried for servers before 7.0, whose cheap `INFO` (default
     /// sections) lacks errorstats.
     errors: Vec<(String, u64)>,
+    /// `SLOWLOG LEN` and the newest entry's id, read with the detail
+    /// sections.
+    slowlog: Option<Slowlog>,
 }
 
 /// What we learned about a server, kept until its `run_id` changes so that
@@ -206,6 +213,15 @@ struct Capabilities {
     config_fetched_at: Option<Instant>,
     cluster_enabled: bool,
     detail: Option<Detail>,
+    /// `databases` from CONFIG GET, asked once per server process (not on
+    /// cluster nodes, which have db0 only): empty databases show as 0.
+    databases: Option<u64>,
+    databases_asked: bool,
+    /// The latencystats last read, and when.
+    latency: Option<(Instant, Arc<Vec<crate::parse::info::LatencyStat>>)>,
+    /// SLOWLOG answered with an error other than NOPERM (an engine without
+    /// it, a renamed command): not asked again until the server restarts.
+    slowlog_unavailable: bool,
     /// Commands the server refused with NOPERM, and when: skipped until
     /// `poll.config-refresh` has passed, so an ACL that forbids them does
     /// not add an error reply to the server's counters every poll.
@@ -241,6 +257,58 @@ async fn optional_query(
         }
         Err(e) => Err(e),
     }
+}
+
+/// `SLOWLOG LEN` and the id of the newest entry (`SLOWLOG GET 1`), the
+/// peer's `redis_slowlog_length` and `redis_slowlog_last_id`. `None` when
+/// the server does not answer them (denied, unknown command).
+async fn read_slowlog(
+    c: &mut Conn,
+    caps: &mut Capabilities,
+    retry_after: Duration,
+    addr: &str,
+) -> Result<Option<Slowlog>, PollError> {
+    if caps.slowlog_unavailable {
+        return Ok(None);
+    }
+    if let Some(at) = caps.denied.get("slowlog") {
+        if at.elapsed() < retry_after {
+            return Ok(None);
+        }
+    }
+    let mut replies = Vec::with_capacity(2);
+    for args in [&[&b"SLOWLOG"[..], b"LEN"][..], &[b"SLOWLOG", b"GET", b"1"]] {
+        match c.query(args).await? {
+            Reply::Error(e) => {
+                if PollError::from_error_reply(&e).reason == Reason::Denied {
+                    if caps.denied.insert("slowlog", Instant::now()).is_none() {
+                        tracing::warn!(addr = %addr, command = "slowlog", "ACL denies this command; its metrics are skipped");
+                    }
+                } else {
+                    caps.slowlog_unavailable = true;
+                }
+                return Ok(None);
+            }
+            r => replies.push(r),
+        }
+    }
+    caps.denied.remove("slowlog");
+    let length = match replies[0] {
+        Reply::Int(n) if n >= 0 => n as u64,
+        _ => return Ok(None),
+    };
+    // An empty log has no newest entry: the peer shows 0 then.
+    let last_id = match &replies[1] {
+        Reply::Array(entries) => match entries.first() {
+            Some(Reply::Array(entry)) => match entry.first() {
+                Some(Reply::Int(id)) if *id >= 0 => *id as u64,
+                _ => return Ok(None),
+            },
+            _ => 0,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(Slowlog { length, last_id }))
 }
 
 /// What the previous polls of a cluster node saw, to tell topology signals
@@ -614,15 +682,22 @@ async fn poll_commands(
     };
     c.begin_poll();
 
+    // Half an interval of slack: `at` is when the last such reply arrived,
+    // later than that poll's scheduled start, so without it an interval
+    // equal to the poll interval would skip every other poll (and 30 s
+    // would mean every 31st poll).
+    let due = |at: Instant, every: Duration| at.elapsed() + ctx.poll.interval / 2 >= every;
     let detailed = !scout
         && caps
             .detail
             .as_ref()
-            // Half an interval of slack: `d.at` is when the last detail reply
-            // arrived, later than that poll's scheduled start, so without it a
-            // detail interval equal to the poll interval would skip every other
-            // poll (and 30 s would mean every 31st poll).
-            .is_none_or(|d| d.at.elapsed() + ctx.poll.interval / 2 >= ctx.poll.detail_interval);
+            .is_none_or(|d| due(d.at, ctx.poll.detail_interval));
+    let latency_every = ctx.poll.detail_interval.max(LATENCY_INTERVAL);
+    let latency_due = !scout
+        && caps
+            .latency
+            .as_ref()
+            .is_none_or(|(at, _)| due(*at, latency_every));
     let mut info_cmd: Vec<&[u8]> = vec![b"INFO"];
     if scout {
         if caps.multi_section_info {
@@ -631,9 +706,12 @@ async fn poll_commands(
     } else if caps.multi_section_info {
         info_cmd.extend(INFO_SECTIONS.iter().map(|s| s.as_bytes()));
         if detailed {
-            info_cmd.extend(DETAIL_SECTIONS.iter().map(|s| s.as_bytes()));
+            info_cmd.push(b"commandstats");
         }
-    } else if detailed {
+        if latency_due {
+            info_cmd.push(b"latencystats");
+        }
+    } else if detailed || latency_due {
         // Older servers take one section name; "all" is everything but
         // modules on every version we support. Without an argument they
         // answer the default sections, without the detail ones.
@@ -651,29 +729,33 @@ async fn poll_commands(
     let run_id = info.get("run_id").map(str::to_string);
     if caps.run_id != run_id {
         // A new server process (or the first reply): learn what it supports
-        // (its counters restarted, so carried details are dropped too).
-        let fresh = detect(&info);
-        let need_detail = !detailed;
-        *caps = fresh;
+        // (its counters restarted, so carried details are dropped too; a
+        // reply without them makes the next poll ask).
+        *caps = detect(&info);
         caps.run_id = run_id;
-        if need_detail {
-            // This reply lacks the detail sections; the next poll asks.
-            caps.detail = None;
-        }
     }
+    let slowlog = if detailed {
+        read_slowlog(c, caps, ctx.poll.config_refresh, &target.addr).await?
+    } else {
+        caps.detail.as_ref().and_then(|d| d.slowlog)
+    };
     if detailed {
         caps.detail = Some(Detail {
             at,
             commands: info.commands.clone(),
-            latencies: info.latencies.clone(),
             errors: info.errors.clone(),
+            slowlog,
         });
     } else if let Some(d) = &caps.detail {
         info.commands = d.commands.clone();
-        info.latencies = d.latencies.clone();
         if !caps.multi_section_info {
             info.errors = d.errors.clone();
         }
+    }
+    if latency_due {
+        caps.latency = Some((at, info.latencies.clone()));
+    } else if let Some((_, l)) = &caps.latency {
+        info.latencies = l.clone();
     }
 
     // Dragonfly spells it max_clients.
@@ -682,6 +764,10 @@ async fn poll_commands(
         maxclients = config_maxclients(c, target, caps, config_refresh).await?;
     }
     let maxclients = maxclients.or(target.maxclients_override);
+    if !caps.cluster_enabled && !caps.databases_asked {
+        caps.databases_asked = true;
+        caps.databases = config_databases(c, target, caps).await?;
+    }
 
     let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
         let retry = ctx.poll.config_refresh;
@@ -788,6 +874,8 @@ async fn poll_commands(
         cluster_info,
         cluster_nodes,
         denied: caps.denied.keys().copied().collect(),
+        slowlog,
+        databases: caps.databases,
     })
 }
 
@@ -805,6 +893,10 @@ fn detect(info: &Info) -> Capabilities {
         config_fetched_at: None,
         cluster_enabled: info.get("cluster_enabled") == Some("1"),
         detail: None,
+        databases: None,
+        databases_asked: false,
+        latency: None,
+        slowlog_unavailable: false,
         denied: Default::default(),
     }
 }
@@ -846,6 +938,40 @@ async fn config_maxclients(
         reply => {
             let code = reply.error_code().unwrap_or("?");
             tracing::info!(addr = %target.addr, code, "CONFIG GET is not available; maxclients comes from the override if set");
+            if code == "NOPERM" {
+                caps.denied.insert("config|get", Instant::now());
+            }
+            caps.config_unavailable = true;
+            Ok(None)
+        }
+    }
+}
+
+/// `CONFIG GET databases`, once per server process: how many databases
+/// the server has, so that empty ones show as 0 as the peer shows them.
+/// `None` when CONFIG is disabled, blocked or denied (then db0 only).
+async fn config_databases(
+    c: &mut Conn,
+    target: &Target,
+    caps: &mut Capabilities,
+) -> Result<Option<u64>, PollError> {
+    let Some(cmd_name) = &target.config_command else {
+        return Ok(None);
+    };
+    if caps.config_unavailable {
+        return Ok(None);
+    }
+    match c
+        .query(&[cmd_name.as_bytes(), b"GET", b"databases"])
+        .await?
+    {
+        Reply::Array(pair) => Ok(match pair.get(1) {
+            Some(Reply::Bulk(v)) => std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()),
+            _ => None,
+        }),
+        reply => {
+            let code = reply.error_code().unwrap_or("?");
+            tracing::info!(addr = %target.addr, code, "CONFIG GET is not available; only db0 is shown when empty");
             if code == "NOPERM" {
                 caps.denied.insert("config|get", Instant::now());
             }

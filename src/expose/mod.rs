@@ -578,7 +578,77 @@ const SIMPLE: &[(F, &str, f64)] = &[
     (F::PubsubChannels, "pubsub_channels", 1.0),
     (F::PubsubPatterns, "pubsub_patterns", 1.0),
     (F::LatestFork, "latest_fork_usec", 1e-6),
+    // The peer's other INFO fields (issue 17), under the peer's names.
+    (F::ActiveDefragRunning, "active_defrag_running", 1.0),
+    (F::AllocatorActive, "allocator_active", 1.0),
+    (F::AllocatorAllocated, "allocator_allocated", 1.0),
+    (F::AllocatorFragBytes, "allocator_frag_bytes", 1.0),
+    (F::AllocatorResident, "allocator_resident", 1.0),
+    (F::AllocatorRssBytes, "allocator_rss_bytes", 1.0),
+    (F::AllocatorRssRatio, "allocator_rss_ratio", 1.0),
+    (F::MemFragBytes, "mem_fragmentation_bytes", 1.0),
+    (
+        F::MemNotCountedForEviction,
+        "mem_not_counted_for_evict",
+        1.0,
+    ),
+    (F::MemDataset, "used_memory_dataset", 1.0),
+    (F::MemLua, "used_memory_lua", 1.0),
+    (F::MemOverhead, "used_memory_overhead", 1.0),
+    (F::MemScripts, "used_memory_scripts", 1.0),
+    (F::MemStartup, "used_memory_startup", 1.0),
+    (F::MemClientsNormal, "mem_clients_normal", 1.0),
+    (F::MemClientsSlaves, "mem_clients_slaves", 1.0),
+    (F::LazyfreePending, "lazyfree_pending_objects", 1.0),
+    (F::CachedScripts, "number_of_cached_scripts", 1.0),
+    (
+        F::ClientRecentMaxInput,
+        "client_recent_max_input_buffer",
+        1.0,
+    ),
+    (
+        F::ClientRecentMaxOutput,
+        "client_recent_max_output_buffer",
+        1.0,
+    ),
+    (F::ClientsInTimeoutTable, "clients_in_timeout_table", 1.0),
+    (F::TrackingClients, "tracking_clients", 1.0),
+    (F::TrackingItems, "tracking_total_items", 1.0),
+    (F::TrackingKeys, "tracking_total_keys", 1.0),
+    (F::TrackingPrefixes, "tracking_total_prefixes", 1.0),
+    (F::ClusterEnabled, "cluster_enabled", 1.0),
+    (F::ProcessId, "process_id", 1.0),
+    (F::IoThreadsActive, "io_threads_active", 1.0),
+    (F::IoThreadedReads, "io_threaded_reads_processed", 1.0),
+    (F::IoThreadedWrites, "io_threaded_writes_processed", 1.0),
+    (F::TotalReads, "total_reads_processed", 1.0),
+    (F::TotalWrites, "total_writes_processed", 1.0),
+    (F::CpuSysMain, "used_cpu_sys_main_thread", 1.0),
+    (F::CpuUserMain, "used_cpu_user_main_thread", 1.0),
+    (F::DefragHits, "active_defrag_hits", 1.0),
+    (F::DefragMisses, "active_defrag_misses", 1.0),
+    (F::DefragKeyHits, "active_defrag_key_hits", 1.0),
+    (F::DefragKeyMisses, "active_defrag_key_misses", 1.0),
+    (F::DumpSanitizations, "dump_payload_sanitizations", 1.0),
+    (F::ExpiredStalePerc, "expired_stale_perc", 1.0),
+    (F::ExpiredTimeCap, "expired_time_cap_reached_count", 1.0),
+    (F::MigrateCachedSockets, "migrate_cached_sockets", 1.0),
+    (F::UnexpectedErrorReplies, "unexpected_error_replies", 1.0),
+    (F::SlaveExpiresTracked, "slave_expires_tracked_keys", 1.0),
+    (F::BacklogActive, "repl_backlog_active", 1.0),
+    (F::BacklogFirstByte, "repl_backlog_first_byte_offset", 1.0),
+    (F::BacklogHistory, "repl_backlog_histlen", 1.0),
+    (F::AofRewriteScheduled, "aof_rewrite_scheduled", 1.0),
+    (F::AofLastCow, "aof_last_cow_size", 1.0),
+    (F::RdbLastCow, "rdb_last_cow_size", 1.0),
+    (F::ModuleForkInProgress, "module_fork_in_progress", 1.0),
+    (F::ModuleForkLastCow, "module_fork_last_cow_size", 1.0),
+    (F::SlavePriority, "slave_priority", 1.0),
 ];
+
+/// Most empty databases shown as 0 per node (a server may be configured
+/// with thousands).
+pub const MAX_EMPTY_DBS: u64 = 64;
 
 /// Fields that read `ok`/`err`.
 const STATUS: &[(F, &str)] = &[
@@ -628,7 +698,16 @@ fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) 
             None => {}
         }
     }
-    if let Some(v) = info.f64("rdb_last_bgsave_time_sec").filter(|v| *v >= 0.0) {
+    // -1 means "none" here, and the peer shows it as is.
+    if let Some(v) = info.f64("second_repl_offset") {
+        out.push(F::SecondReplOffset, base, v);
+    }
+    if let (Some(now), Some(up)) = (info.f64("server_time_usec"), info.f64("uptime_in_seconds")) {
+        out.push(F::StartTime, base, (now / 1e6 - up).floor());
+    }
+    // -1 before the first save, shown as is (the peer does too: a replica
+    // that never saved keeps the series).
+    if let Some(v) = info.f64("rdb_last_bgsave_time_sec").filter(|v| *v >= -1.0) {
         out.push(F::RdbLastDuration, base, v);
     }
     if let Some(m) = obs.maxclients {
@@ -644,6 +723,23 @@ fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) 
             &[base[0], base[1], ("err", err.as_str())],
             *count as f64,
         );
+    }
+    if let Some(s) = obs.slowlog {
+        out.push(F::SlowlogLength, base, s.length as f64);
+        out.push(F::SlowlogLastId, base, s.last_id as f64);
+    }
+    // INFO keyspace lists only databases with keys; empty ones still have
+    // their series, 0, as the peer shows them (panels and `sum by (db)` keep
+    // a line for an emptied node instead of losing it): every database the
+    // server has (CONFIG GET databases, at most MAX_EMPTY_DBS), else db0.
+    let dbs = obs.databases.unwrap_or(1).clamp(1, MAX_EMPTY_DBS);
+    for i in 0..dbs {
+        let name = format!("db{i}");
+        if !info.keyspace.iter().any(|db| db.db == name) {
+            let l = [base[0], base[1], ("db", name.as_str())];
+            out.push(F::DbKeys, &l, 0.0);
+            out.push(F::DbExpiring, &l, 0.0);
+        }
     }
     for db in &info.keyspace {
         let l = [base[0], base[1], ("db", db.db.as_str())];
@@ -668,23 +764,32 @@ fn node_metrics(out: &mut NodeOut, obs: &Observation, base: &[(&str, &str); 2]) 
             }
         }
         Some("slave") => {
+            // The master as the replica names it, as labels (the peer's
+            // master_host and master_port): a link-down alert can say which
+            // master the replica lost.
+            let link = [
+                base[0],
+                base[1],
+                ("master_host", info.get("master_host").unwrap_or("")),
+                ("master_port", info.get("master_port").unwrap_or("")),
+            ];
             let link_up = info.get("master_link_status") == Some("up");
-            out.push(F::MasterLinkUp, base, if link_up { 1.0 } else { 0.0 });
+            out.push(F::MasterLinkUp, &link, if link_up { 1.0 } else { 0.0 });
             if let Some(v) = info.f64("master_last_io_seconds_ago").filter(|v| *v >= 0.0) {
-                out.push(F::MasterLastIo, base, v);
+                out.push(F::MasterLastIo, &link, v);
             }
             if let Some(v) = info.f64("master_sync_in_progress") {
-                out.push(F::MasterSyncInProgress, base, v);
+                out.push(F::MasterSyncInProgress, &link, v);
             }
             if let Some(v) = info.f64("slave_repl_offset") {
-                out.push(F::SlaveReplOffset, base, v);
+                out.push(F::SlaveReplOffset, &link, v);
             }
             if !link_up {
                 if let Some(v) = info
                     .f64("master_link_down_since_seconds")
                     .filter(|v| *v >= 0.0)
                 {
-                    out.push(F::MasterLinkDownSince, base, v);
+                    out.push(F::MasterLinkDownSince, &link, v);
                 }
             }
         }
@@ -770,6 +875,68 @@ fn latency_metrics(out: &mut NodeOut, latencies: &[LatencyStat], base: &[(&str, 
 /// division (31.103 µs reads 0.000031103, not 0.000031103000000000004).
 fn usec_to_seconds(usec: f64) -> f64 {
     (usec * 1000.0).round() / 1e9
+}
+
+/// Labels that name the node (and its cluster) in a page of many nodes,
+/// and that a `/scrape?target=` answer leaves out: there the node is the
+/// Prometheus target, so its `instance` (and the target labels the
+/// documented relabelling derives from `/sd`, `cluster` among them) names
+/// it, as with the peer's `/scrape`. Every `addr` in such an answer is the
+/// target's own (replication lag and topology lines are filtered to it).
+pub const TARGET_LABELS: &[&str] = &["addr", "cluster"];
+
+/// `text` (exposition format, as rendered here) without the
+/// [`TARGET_LABELS`] on any sample line; comment lines are kept as they
+/// are. A line whose labels were all dropped loses its braces.
+pub fn without_target_labels(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let Some(open) = line.find('{').filter(|_| !line.starts_with('#')) else {
+            out.push_str(line);
+            continue;
+        };
+        out.push_str(&line[..open]);
+        let rest = &line[open + 1..];
+        let mut kept: Vec<&str> = Vec::new();
+        let mut i = 0;
+        let bytes = rest.as_bytes();
+        let mut close = None;
+        while i < bytes.len() {
+            if bytes[i] == b'}' {
+                close = Some(i);
+                break;
+            }
+            let start = i;
+            // name="value", the value with \\, \" and \n escapes.
+            let Some(eq) = rest[i..].find('=') else { break };
+            let name = &rest[i..i + eq];
+            i += eq + 2; // past ="
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1; // past the closing quote
+            let pair = &rest[start..i.min(rest.len())];
+            if !TARGET_LABELS.contains(&name) {
+                kept.push(pair);
+            }
+            if i < bytes.len() && bytes[i] == b',' {
+                i += 1;
+            }
+        }
+        let Some(close) = close else {
+            // Not a line this renderer writes: left alone.
+            out.truncate(out.len() - open);
+            out.push_str(line);
+            continue;
+        };
+        if !kept.is_empty() {
+            out.push('{');
+            out.push_str(&kept.join(","));
+            out.push('}');
+        }
+        out.push_str(&rest[close + 1..]);
+    }
+    out
 }
 
 /// Which server software answers, and its own version.
@@ -1120,6 +1287,21 @@ mod tests {
 
     fn observation(info: Info) -> Observation {
         Observation::from_info(info)
+    }
+
+    #[test]
+    fn target_labels_leave_scrape_answers() {
+        let text = "# HELP redis_up x\n# TYPE redis_up gauge\nredis_up{addr=\"h:1\",cluster=\"\"} 1\n\
+                    redis_db_keys{addr=\"h:1\",cluster=\"c\",db=\"db0\"} 3\n\
+                    redis_commands_total{addr=\"a\\\\b\\\"c\",cmd=\"g\\\"}et\"} 7\n\
+                    redis_vitals_build_info{version=\"1\"} 1\nredis_vitals_poll_interval_seconds 5\n";
+        assert_eq!(
+            without_target_labels(text),
+            "# HELP redis_up x\n# TYPE redis_up gauge\nredis_up 1\n\
+             redis_db_keys{db=\"db0\"} 3\n\
+             redis_commands_total{cmd=\"g\\\"}et\"} 7\n\
+             redis_vitals_build_info{version=\"1\"} 1\nredis_vitals_poll_interval_seconds 5\n"
+        );
     }
 
     fn texts(t: &NodeText) -> Vec<(F, String)> {

@@ -52,6 +52,18 @@ pub struct Observation {
     /// Commands the server's ACL refused (`cluster|nodes`, ...): their
     /// metrics are missing for this reason, not because of a fault.
     pub denied: Vec<&'static str>,
+    /// The slow log's length and newest id, read with the detail sections.
+    pub slowlog: Option<Slowlog>,
+    /// The server's `databases` setting (CONFIG GET, once per process);
+    /// `None` on cluster nodes and where CONFIG is unavailable.
+    pub databases: Option<u64>,
+}
+
+/// `SLOWLOG LEN` and the id of the newest slow-log entry (0 when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slowlog {
+    pub length: u64,
+    pub last_id: u64,
 }
 
 impl Observation {
@@ -67,6 +79,8 @@ impl Observation {
             cluster_info: None,
             cluster_nodes: None,
             denied: Vec::new(),
+            slowlog: None,
+            databases: None,
         }
     }
 }

@@ -99,6 +99,15 @@ pub trait Site: Send + Sync + 'static {
     );
     /// Whether the exporter polls this node (`/scrape` serves no other).
     fn knows(&self, addr: &str) -> bool;
+    /// A `/scrape` target the exporter does not poll: starts polling it if
+    /// `scrape.allowed-networks` allows, returning the node and how long to
+    /// wait for its first poll; else why not.
+    fn adopt(
+        &self,
+        target: &str,
+    ) -> Result<(Arc<crate::expose::state::NodeState>, std::time::Duration), &'static str>;
+    /// A `/scrape` of this node is being answered.
+    fn scraped(&self, addr: &str);
     /// Every known node has been polled once (`/-/ready`).
     fn ready(&self) -> bool;
     /// `/sd`: Prometheus HTTP service-discovery JSON.
@@ -335,7 +344,17 @@ async fn answer(
         Some(a) => a,
         None => match authorize(server, &web, peer, &req).await {
             Some(refused) => refused,
-            None => route(server, track, &req),
+            None => {
+                if req.uri().path() == "/scrape" {
+                    if let Some(refused) = adopt_unknown(server, &req).await {
+                        refused
+                    } else {
+                        route(server, track, &req)
+                    }
+                } else {
+                    route(server, track, &req)
+                }
+            }
         },
     };
     let mut resp = Response::new(TrackedBody {
@@ -547,27 +566,60 @@ pub fn accepts_gzip_value(value: &str) -> bool {
     })
 }
 
-/// `/scrape?target=host:port`: one known node's series. A target the
-/// exporter does not already poll is refused: this endpoint must never make
-/// the exporter connect somewhere new with its credentials.
-fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &str) -> Answer {
+/// The `target` of a `/scrape` query and the node address it names.
+fn scrape_target(query: &str) -> Option<(String, String)> {
     let target = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "target")
-        .map(|(_, v)| v.into_owned());
-    let Some(target) = target else {
-        return text(StatusCode::BAD_REQUEST, "missing ?target=host:port\n");
-    };
+        .map(|(_, v)| v.into_owned())?;
     // Accept the forms Prometheus relabelling produces: host:port or a URL.
     let addr = match crate::redis::target::parse_addr(&target) {
         Ok(p) => p.addr,
         Err(_) => target.clone(),
     };
+    Some((target, addr))
+}
+
+/// Before a `/scrape` of a node the exporter does not poll: with
+/// `scrape.allowed-networks` set and the node inside, the node joins the
+/// poll set and the answer waits for its first poll (as the peer answers
+/// from an immediate connection). Refusals are answered by `scrape` (404).
+async fn adopt_unknown(server: &Server, req: &Request<Incoming>) -> Option<Answer> {
+    let (target, addr) = scrape_target(req.uri().query().unwrap_or(""))?;
+    if server.shared.knows(&addr) {
+        return None;
+    }
+    let Ok((node, wait)) = server.shared.adopt(&target) else {
+        return None;
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    while !node.status().polled_once && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// `/scrape?target=host:port`: one known node's series. A target the
+/// exporter does not already poll is refused, unless it lies in
+/// `scrape.allowed-networks` (then `adopt_unknown` added it): this endpoint
+/// never makes the exporter connect anywhere the operator did not allow
+/// with its credentials.
+fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &str) -> Answer {
+    let Some((target, addr)) = scrape_target(query) else {
+        return text(StatusCode::BAD_REQUEST, "missing ?target=host:port\n");
+    };
     if !server.shared.knows(&addr) {
-        return text(
+        let why = server
+            .shared
+            .adopt(&target)
+            .err()
+            .unwrap_or("unknown target");
+        return owned(
             StatusCode::NOT_FOUND,
-            "unknown target: only nodes this exporter already polls can be scraped (see /sd)\n",
+            "text/plain; charset=utf-8",
+            format!("{why}\n"),
         );
     }
+    server.shared.scraped(&addr);
     metrics(server, track, req, Some(addr))
 }
 

@@ -158,6 +158,10 @@ impl Pages {
         let mut fresh = fresh;
         let mut text = String::with_capacity(fresh.len());
         while fresh.next_chunk_into(&mut text) {}
+        if view.is_some() {
+            // `/scrape?target=`: the target names the node.
+            text = crate::expose::without_target_labels(&text);
+        }
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let page = Arc::new(SharedPage {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -305,7 +305,6 @@ pub fn prometheus_bin() -> String {
 impl Prometheus {
     pub fn start(setup: &PrometheusSetup) -> Prometheus {
         let dir = tempdir("redis-vitals-e2e-prometheus-");
-        let addr = loopback(free_port());
         let quote = |p: &Path| format!("{:?}", p.display().to_string());
         let mut cfg = format!(
             "global:\n  scrape_interval: {i}\n  scrape_timeout: {i}\n  evaluation_interval: {i}\n",
@@ -325,8 +324,18 @@ impl Prometheus {
             "scrape_configs:\n  - job_name: redis-vitals\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         ));
+        Prometheus::start_in(dir, &cfg)
+    }
+
+    /// A Prometheus server with `cfg` as its whole configuration file.
+    pub fn start_with_config(cfg: &str) -> Prometheus {
+        Prometheus::start_in(tempdir("redis-vitals-e2e-prometheus-"), cfg)
+    }
+
+    fn start_in(dir: tempfile::TempDir, cfg: &str) -> Prometheus {
+        let addr = loopback(free_port());
         let cfg_path = dir.path().join("prometheus.yml");
-        fs::write(&cfg_path, &cfg).expect("write prometheus.yml");
+        fs::write(&cfg_path, cfg).expect("write prometheus.yml");
         let tsdb = dir.path().join("data");
         let mut cmd = Command::new(prometheus_bin());
         cmd.arg(format!("--config.file={}", cfg_path.display()))
