@@ -94,7 +94,10 @@ fn sd(d: &TestDaemon) -> BTreeMap<String, (String, String)> {
             let label = |k: &str| g["labels"][k].as_str().unwrap_or("").to_string();
             (
                 g["targets"][0].as_str().unwrap().to_string(),
-                (label("role"), label("shard")),
+                (
+                    label("__meta_redis_vitals_role"),
+                    label("__meta_redis_vitals_shard"),
+                ),
             )
         })
         .collect()
