@@ -20,6 +20,10 @@
 //!
 //! Self-contained (std and tempfile only), every wait has a deadline.
 
+mod common;
+
+use common::in_ci;
+
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -488,10 +492,6 @@ fn systemd_unit_is_hardened() {
         !lines.iter().any(|l| l.contains("REDIS_PASSWORD=")),
         "the unit puts a password in the environment"
     );
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// `systemd-analyze ARGS`, or None after a skip message when it is missing

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, run_with_deadline, try_http_request, wait_for, RedisServer};
+use common::{free_port, run_with_deadline, skip, try_http_request, wait_for, RedisServer};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-vitals");
 const BUILD_DEADLINE: Duration = Duration::from_secs(300);
@@ -40,19 +40,6 @@ const HOSTNAME: &str = "redis-under-test.invalid";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Prints why the test cannot run here and returns, or fails under CI.
-fn skip(why: &str) {
-    assert!(
-        !in_ci(),
-        "CI=true: {why}; scripts/test.sh should have made this possible"
-    );
-    eprintln!("SKIPPED (image test): {why}");
 }
 
 fn found(program: &str) -> bool {

@@ -23,6 +23,10 @@
 //! test that needs it with a message; with `CI=true` it fails instead
 //! (scripts/test.sh installs them, kubectl is part of the machine image).
 
+mod common;
+
+use common::skip;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
@@ -41,19 +45,6 @@ const SHARDED: &str = "deploy/kubernetes/sharded";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Prints why a check cannot run here, or fails under CI.
-fn skip(why: &str) {
-    assert!(
-        !in_ci(),
-        "CI=true: {why}; scripts/test.sh should have made this possible"
-    );
-    eprintln!("SKIPPED: {why}");
 }
 
 fn describe(what: &str, out: &Output) -> String {

@@ -149,26 +149,10 @@ fn query_at(p: &Prometheus, q: &str, t: f64) -> Vec<(BTreeMap<String, String>, f
             e2e_support::url_encode(q)
         ))
         .unwrap_or_else(|e| panic!("{q}: {e}"));
-    data["result"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .map(|s| {
-            let labels = s["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let v = s["value"][1]
-                .as_str()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN);
-            (identity(&labels), v)
-        })
+    let result = data["result"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    e2e_support::vector_samples(result)
+        .into_iter()
+        .map(|(labels, v)| (identity(&labels), v))
         .collect()
 }
 

@@ -146,16 +146,7 @@ impl Conn {
     /// Sends one command and reads its reply. Error replies come back as
     /// [`Reply::Error`]; only transport and protocol failures are `Err`.
     pub async fn query(&mut self, args: &[&[u8]]) -> Result<Reply, PollError> {
-        let mut request = Vec::with_capacity(64);
-        resp::encode(args, &mut request);
-        self.stream
-            .write_all(&request)
-            .await
-            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
-        self.stream
-            .flush()
-            .await
-            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
+        self.send(args).await?;
 
         let mut framer = Framer::new();
         let end = loop {

@@ -1647,3 +1647,19 @@ pub fn try_http_request(
         body,
     })
 }
+
+/// Whether this runs under CI (`CI=true`), where scripts/test.sh has
+/// installed every tool the tests use.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Prints why a check cannot run here, or fails under CI (a missing tool
+/// there is a broken setup, not a reason to check less).
+pub fn skip(why: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true: {why}; scripts/test.sh should have made this possible"
+    );
+    eprintln!("SKIPPED: {why}");
+}

@@ -238,6 +238,28 @@ pub fn count_alert_rules(path: &Path) -> usize {
 /// A series' label set.
 pub type Labels = BTreeMap<String, String>;
 
+/// The (labels, value) pairs of an instant vector result.
+pub fn vector_samples(result: &[serde_json::Value]) -> Vec<(Labels, f64)> {
+    result
+        .iter()
+        .map(|s| {
+            let labels = s["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect()
+}
+
 /// One alert as `/api/v1/alerts` reports it.
 #[derive(Debug, Clone)]
 pub struct Alert {
@@ -388,25 +410,7 @@ impl Prometheus {
 
     /// The values of an instant vector query, keyed by the series' labels.
     pub fn query_values(&self, q: &str) -> Result<Vec<(Labels, f64)>, String> {
-        Ok(self
-            .query(q)?
-            .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let value = s["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(f64::NAN);
-                (labels, value)
-            })
-            .collect())
+        Ok(vector_samples(&self.query(q)?))
     }
 
     /// Active (pending and firing) alerts.
