@@ -5,7 +5,8 @@
 # end-to-end checks), prometheus-alertmanager (notification checks), curl
 # (a real HTTPS client for the web-config tests), buildah (builds the
 # container image, tests/image.rs) and systemd (systemd-analyze for the
-# unit). From PyPI, a pinned kubernetes-validate (schemas of the core
+# unit), prometheus-redis-exporter (the peer, for the side-by-side and
+# parity tests of the drop-in promise). From PyPI, a pinned kubernetes-validate (schemas of the core
 # Kubernetes kinds; it brings jsonschema and PyYAML, which check the
 # Prometheus Operator kinds). kubectl comes with the machine image; without
 # it the Kubernetes tests say they skip (and fail under CI=true).
@@ -20,6 +21,7 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertman
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+[ -x /usr/bin/prometheus-redis-exporter ] || need+=(prometheus-redis-exporter)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -235,7 +235,9 @@ impl Drop for Peer {
 
 fn start_peer() -> Option<Peer> {
     if !std::path::Path::new(PEER_BIN).exists() {
-        println!("NOTE: {PEER_BIN} is not installed (apt-get install prometheus-redis-exporter); skipped");
+        common::skip(&format!(
+            "{PEER_BIN} is not installed (apt-get install prometheus-redis-exporter)"
+        ));
         return None;
     }
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -293,11 +293,13 @@ fn config_with(job: Yaml) -> String {
 #[test]
 fn dashboard_763_and_awesome_rules_agree_with_the_peer() {
     let (Some(dash), Some(rules_yaml)) = (compat(DASHBOARD), compat(RULES)) else {
-        println!("NOTE: ../shared/compat is missing; skipped");
+        common::skip("../shared/compat is missing");
         return;
     };
     if !std::path::Path::new(PEER_BIN).exists() {
-        println!("NOTE: {PEER_BIN} is not installed; skipped");
+        common::skip(&format!(
+            "{PEER_BIN} is not installed (apt-get install prometheus-redis-exporter)"
+        ));
         return;
     }
     let t0 = Instant::now();
