@@ -12,7 +12,8 @@
 //! side moves: a family the peer gains or we lose, a label that differs, or
 //! an exception that no longer applies.
 //!
-//! Skipped (with a note) when the peer is not installed.
+//! Without the peer it says so and skips; under CI (`CI=true`, where
+//! scripts/test.sh installs it) it fails instead.
 
 mod common;
 mod daemon_harness;
