@@ -8,6 +8,7 @@
 //! type and help; docs/metrics.md mirrors it.
 
 pub mod catalogue;
+pub mod insight;
 pub mod process;
 pub mod sentinel;
 pub mod state;

@@ -5,6 +5,8 @@
 //! clock (`f64`), so wall-clock steps cannot bend a window, and tests drive
 //! the logic with synthetic timelines.
 
+pub mod keyspace;
+
 use std::collections::VecDeque;
 
 use crate::parse::info::Info;
