@@ -60,9 +60,16 @@ pub async fn supervise(
     let mut running: HashMap<String, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
     loop {
         let nodes = fleet.nodes();
-        let chosen = choose(&nodes, &settings);
+        let (chosen, unknown) = choose(&nodes, &settings);
         running.retain(|addr, (tx, task)| {
-            let keep = chosen.iter().any(|n| &n.target.addr == addr) && !task.is_finished();
+            // A node down for a moment keeps its analyser and its report: a
+            // pass of millions of keys is not thrown away for a failed poll
+            // (the pass's own connection fails and counts if it lasts).
+            let keep = (chosen
+                .iter()
+                .chain(&unknown)
+                .any(|n| &n.target.addr == addr))
+                && !task.is_finished();
             if !keep {
                 let _ = tx.send(true);
             }
@@ -70,6 +77,9 @@ pub async fn supervise(
         });
         for n in &nodes {
             let wanted = chosen.iter().any(|c| Arc::ptr_eq(c, n));
+            if !wanted && unknown.iter().any(|c| Arc::ptr_eq(c, n)) {
+                continue;
+            }
             if !wanted {
                 let mut st = n.insight();
                 if st.active || st.report.is_some() {
@@ -102,8 +112,13 @@ pub async fn supervise(
 
 /// The nodes to analyse: enabled (globally or by their target), owned by
 /// this replica, up, and of the chosen role; for replicas, one per master
-/// (the lowest address among its replicas that are up).
-pub fn choose(nodes: &[Arc<NodeState>], settings: &InsightSettings) -> Vec<Arc<NodeState>> {
+/// (the lowest address among its replicas that are up). Second, the
+/// enabled nodes whose role is not known now (down): left as they are.
+pub fn choose(
+    nodes: &[Arc<NodeState>],
+    settings: &InsightSettings,
+) -> (Vec<Arc<NodeState>>, Vec<Arc<NodeState>>) {
+    let mut unknown = Vec::new();
     let mut masters = Vec::new();
     let mut replicas: BTreeMap<String, Arc<NodeState>> = BTreeMap::new();
     for n in nodes {
@@ -111,7 +126,10 @@ pub fn choose(nodes: &[Arc<NodeState>], settings: &InsightSettings) -> Vec<Arc<N
             continue;
         }
         let st = n.status();
-        let Some(obs) = &st.last else { continue };
+        let Some(obs) = &st.last else {
+            unknown.push(n.clone());
+            continue;
+        };
         match obs.info.get("role") {
             Some("master") => masters.push(n.clone()),
             Some("slave") => {
@@ -128,10 +146,11 @@ pub fn choose(nodes: &[Arc<NodeState>], settings: &InsightSettings) -> Vec<Arc<N
             _ => {}
         }
     }
-    match settings.source {
+    let chosen = match settings.source {
         InsightSource::Master => masters,
         InsightSource::Replica => replicas.into_values().collect(),
-    }
+    };
+    (chosen, unknown)
 }
 
 /// One node's analyser: a pass every `pass_interval` until stopped.
