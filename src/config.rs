@@ -1706,6 +1706,65 @@ mod tests {
     }
 
     #[test]
+    fn insight_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.insight.enabled);
+        assert_eq!(c.insight.budget, DEFAULT_INSIGHT_BUDGET);
+        assert_eq!(c.insight.source, InsightSource::Master);
+        assert_eq!(c.insight.rules.separators, b":");
+        let c = cfg(&[
+            "--insight.enabled",
+            "--insight.budget",
+            "500us",
+            "--insight.source",
+            "replica",
+            "--insight.separators",
+            ":/",
+            "--insight.max-namespaces",
+            "50",
+        ])
+        .unwrap();
+        assert!(c.insight.enabled);
+        assert_eq!(c.insight.budget, Duration::from_micros(500));
+        assert_eq!(c.insight.source, InsightSource::Replica);
+        assert_eq!(c.insight.rules.separators, b":/");
+        assert_eq!(c.insight.max_namespaces, 50);
+        for (args, key) in [
+            (&["--insight.budget", "50us"][..], "insight.budget"),
+            (&["--insight.budget", "1s"][..], "insight.budget"),
+            (&["--insight.source", "primary"][..], "insight.source"),
+            (&["--insight.separators", ""][..], "insight.separators"),
+            (&["--insight.separators", "é"][..], "insight.separators"),
+            (&["--insight.separators", "a"][..], "insight.separators"),
+            (
+                &["--insight.max-namespaces", "0"][..],
+                "insight.max-namespaces",
+            ),
+            (
+                &["--insight.max-namespaces", "201"][..],
+                "insight.max-namespaces",
+            ),
+            (
+                &["--insight.memory-samples", "65"][..],
+                "insight.memory-samples",
+            ),
+            (
+                &["--insight.pass-interval", "1s"][..],
+                "insight.pass-interval",
+            ),
+        ] {
+            assert_eq!(cfg(args).unwrap_err().key, key, "{args:?}");
+        }
+        let file = parse_file(
+            "[insight]\nenabled = true\nbudget = \"5ms\"\n\n[[targets]]\naddr = \"h:1\"\ninsight = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.insight.enabled, Some(true));
+        assert_eq!(file.targets[0].insight, Some(false));
+        assert!(parse_file("[insight]\nbudjet = \"5ms\"\n").is_err());
+    }
+
+    #[test]
     fn sharding_and_sentinel_are_refused_together() {
         let e = cfg(&["--shard.count", "2", "--sentinel.addr", "127.0.0.1:26379"]).unwrap_err();
         assert_eq!(e.key, "shard.count", "{e}");
