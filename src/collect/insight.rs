@@ -46,7 +46,9 @@ const FIRST_PASS_SPREAD: Duration = Duration::from_secs(5);
 /// end (a hostile or broken server): a multiple of what the keys INFO
 /// reported need, plus room for sparse hash tables after mass deletions.
 fn max_scan_calls(expected_keys: u64) -> u64 {
-    16 * (expected_keys / SCAN_COUNT as u64) + 10_000
+    (expected_keys / SCAN_COUNT as u64)
+        .saturating_mul(16)
+        .saturating_add(10_000)
 }
 
 /// Runs until `stop` turns true: every [`SUPERVISE_EVERY`], starts an
@@ -333,7 +335,7 @@ async fn our_usec(conn: &mut Conn) -> Result<Option<u64>, PollError> {
         .filter(|c| OUR_COMMANDS.contains(&c.cmd.as_str()))
         .map(|c| c.usec)
         .collect();
-    Ok((!ours.is_empty()).then(|| ours.iter().sum()))
+    Ok((!ours.is_empty()).then(|| ours.iter().fold(0u64, |a, b| a.saturating_add(*b))))
 }
 
 /// One pass over every database of the node; the report when it completes.
@@ -354,7 +356,8 @@ async fn pass(
         .map_err(|_| deadline("INFO keyspace"))??;
     conn.end_poll();
     let keyspace = crate::parse::info::parse_info(&info).keyspace;
-    let expected: u64 = keyspace.iter().map(|d| d.keys).sum();
+    // A hostile server may claim any count: saturate, never overflow.
+    let expected = keyspace.iter().fold(0u64, |n, d| n.saturating_add(d.keys));
     let cluster = node.status().cluster_enabled;
     if cluster {
         // A cluster replica answers keyed commands only after READONLY

@@ -155,7 +155,11 @@ pub fn view(nodes: &[Arc<NodeState>], topology: &[TopoNode], enabled: bool) -> I
         let num = |k: &str| info.and_then(|i| i.u64(k)).unwrap_or(0);
         let policy = field("maxmemory_policy").unwrap_or("").to_string();
         let (maxmemory, used_memory) = (num("maxmemory"), num("used_memory"));
-        let keys = info.map_or(0, |i| i.keyspace.iter().map(|d| d.keys).sum());
+        let keys = info.map_or(0, |i| {
+            i.keyspace
+                .iter()
+                .fold(0u64, |n, d| n.saturating_add(d.keys))
+        });
         let role = match field("role") {
             Some("master") => "master",
             Some("slave") => "replica",
