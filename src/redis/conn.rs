@@ -199,8 +199,12 @@ impl Conn {
     pub async fn send(&mut self, args: &[&[u8]]) -> Result<(), PollError> {
         let mut request = Vec::with_capacity(64);
         resp::encode(args, &mut request);
+        self.write_request(&request).await
+    }
+
+    async fn write_request(&mut self, request: &[u8]) -> Result<(), PollError> {
         self.stream
-            .write_all(&request)
+            .write_all(request)
             .await
             .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
         self.stream
@@ -217,14 +221,7 @@ impl Conn {
         for args in commands {
             resp::encode(args, &mut request);
         }
-        self.stream
-            .write_all(&request)
-            .await
-            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
-        self.stream
-            .flush()
-            .await
-            .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))
+        self.write_request(&request).await
     }
 
     /// Reads the next reply or push, at most `max_bytes` long, and keeps
