@@ -8,33 +8,34 @@ dataset with the release `redis-vitals-dataset`, and runs the release
 
   off      insight disabled, for --off-seconds: the baseline exporter CPU,
            RSS and poll timing;
-  high     insight at --high-budget (default 50ms), until one pass ends:
-           pass duration, Redis time per key (commandstats) and round-trip
-           time charged per key;
-  default  insight at the default budget (2ms): for N <= --full-max-keys
-           until one pass ends (measured duration); for larger N for
-           --probe-seconds, and the duration is derived from the progress
-           made (redis_vitals_insight_pass_progress_ratio).
+  high     insight at --high-budget (default 200ms), until one pass ends:
+           measured pass duration, Redis time per key (commandstats) and
+           the time the analyser charged per key;
+  default  insight at the default budget (2ms) for --probe-seconds: Redis
+           time used against the budget, exporter CPU and RSS, polls; the
+           pass duration is derived from the progress rate
+           (redis_vitals_insight_pass_progress_ratio) after the first 20 %
+           of the probe (start-up spread and first calibration excluded).
+
+Then, to show how far the derivation can be trusted, one small dataset
+(--validate-keys, default 5 000) gets a full pass at the default budget:
+its measured duration next to the one derived from its first
+--probe-seconds, the same way as above.
 
 Redis time used by the analyser is the delta of `usec` of cmdstat_scan,
 cmdstat_type, cmdstat_pttl and cmdstat_memory|usage (INFO commandstats, read
-by the harness before the exporter starts and after the phase ends) over the
-phase's wall time. The exporter's CPU is utime+stime of its process; RSS is
-VmRSS at the end of the phase and VmHWM (peak). Polls on time: the harness
-reads /metrics every 0.5 s and records redis_vitals_polls_total,
+by the harness before the exporter starts and after the phase ends) per
+second of the analyser's active time (its pass, or the probe from the first
+progress seen); it is what the analyser's budget counts. The exporter's
+CPU is utime+stime of its process (from its start); RSS is VmRSS at the end
+of the phase and VmHWM (peak). Polls on time: the harness reads /metrics
+every 0.5 s and records redis_vitals_polls_total,
 redis_vitals_last_success_age_seconds (worst) and
 redis_vitals_poll_duration_seconds (worst) of the node.
 
-Derived figures are marked as such: the default-budget pass duration for
-2 000 000 keys is (a) the round-trip time charged per key at the high budget
-x N / 2 ms per s (the pacing rule: the analyser sleeps until its charged
-time is back under the budget), and (b) the probe's wall time / the progress
-ratio it reached. For 200 000 keys both are also compared with the measured
-default-budget duration, which tells how far to trust them.
-
 Build first:  cargo build --release --locked
 Run:          python3 bench/insight.py
-              python3 bench/insight.py --keys 200000 --probe-seconds 60   # quicker
+              python3 bench/insight.py --keys 200000 --probe-seconds 60 --validate-keys 0   # quicker
 """
 
 import argparse
@@ -220,6 +221,8 @@ class Exporter:
             "--web.listen-address", "127.0.0.1:%d" % self.port,
             "--redis.addr", redis_addr,
             "--poll.interval", poll_interval,
+            # The default 2 s deadline must not exceed the interval.
+            "--poll.timeout", "%dms" % int(1000 * min(2.0, parse_duration(poll_interval))),
         ] + extra
         self.proc = spawn(self.argv, self.log)
         self.http = None
@@ -231,7 +234,9 @@ class Exporter:
             except (OSError, http.client.HTTPException):
                 pass
             if time.monotonic() > end or self.proc.poll() is not None:
-                raise BenchError("redis-vitals did not start; see %s" % self.log)
+                with open(self.log, errors="replace") as f:
+                    tail = f.read()[-2000:]
+                raise BenchError("redis-vitals did not start: %s" % tail)
             time.sleep(0.05)
 
     def get(self, path):
@@ -281,6 +286,7 @@ class Phase:
         self.down_samples = 0
         self.samples = 0
         self.last = ""
+        self.progress = []  # (seconds since t0, pass progress ratio)
 
     def sample(self):
         body = self.e.metrics()
@@ -304,6 +310,9 @@ class Phase:
             self.worst_duration = max(self.worst_duration, dur)
         if metric(body, "redis_up", a) != 1.0:
             self.down_samples += 1
+        prog = metric(body, "redis_vitals_insight_pass_progress_ratio", a)
+        if prog is not None:
+            self.progress.append((time.monotonic() - self.t0, prog))
         return body
 
     def run_until(self, done, max_seconds, what):
@@ -327,6 +336,17 @@ class Phase:
         a = self.r.addr
         polls = metric(body, "redis_vitals_polls_total", a) or 0.0
         poll_wall = time.monotonic() - (self.t_polls0 or self.t0)
+        # The analyser's active time: its pass when one completed (the pass
+        # interval is 24 h, so there is one), else from the first progress
+        # seen (passes start up to 5 s after the exporter, spread by address).
+        passes = metric(body, "redis_vitals_insight_passes_total", a) or 0
+        pass_s = metric(body, "redis_vitals_insight_last_pass_duration_seconds", a)
+        if passes >= 1 and pass_s:
+            active = pass_s
+        elif self.progress:
+            active = wall - self.progress[0][0] + SAMPLE_EVERY_S / 2
+        else:
+            active = wall
         return {
             "wall_s": wall,
             "cpu_s": cpu,
@@ -335,7 +355,8 @@ class Phase:
             "hwm_mib": proc_status_kib(pid, "VmHWM") / 1024.0,
             "analyser_calls": calls - self.calls0,
             "redis_usec": usec - self.usec0,
-            "redis_ms_per_s": (usec - self.usec0) / 1000.0 / wall,
+            "active_s": active,
+            "redis_ms_per_s": (usec - self.usec0) / 1000.0 / active,
             "polls": polls - (self.polls0 or 0.0),
             "polls_expected": poll_wall / self.interval,
             "poll_errors": metric_sum(body, "redis_vitals_poll_errors_total", a) - self.errors0,
@@ -350,7 +371,23 @@ class Phase:
             "progress": metric(body, "redis_vitals_insight_pass_progress_ratio", a),
             "insight_keys": metric(body, "redis_vitals_insight_keys", a),
             "failures": metric_sum(body, "redis_vitals_insight_pass_failures_total", a),
+            "derived_pass_s": derive_pass_seconds(self.progress),
         }
+
+
+def derive_pass_seconds(progress, skip=0.2):
+    """A full pass's duration from the progress rate seen after the first
+    `skip` of the samples' span (the start-up spread of up to 5 s and the
+    first calibration, at whole round trips, would bias it long)."""
+    if len(progress) < 2:
+        return None
+    t_first, t_last = progress[0][0], progress[-1][0]
+    cut = t_first + skip * (t_last - t_first)
+    kept = [(t, p) for t, p in progress if t >= cut]
+    if len(kept) < 2 or kept[-1][1] <= kept[0][1]:
+        return None
+    (t1, p1), (t2, p2) = kept[0], kept[-1]
+    return (t2 - t1) / (p2 - p1)
 
 
 def one_pass_done(addr):
@@ -378,7 +415,7 @@ def generate(redis, keys, seed):
     return manifest
 
 
-def run_size(args, tmp, n, log):
+def run_size(args, tmp, n, log, phases=True):
     r = Redis(tmp)
     res = {"keys": n}
     try:
@@ -390,6 +427,8 @@ def run_size(args, tmp, n, log):
         log("   generated in %.1fs (%.0f keys/s), used_memory %.0f MiB"
             % (m["elapsed_seconds"], m["keys_per_second"], m["used_memory"] / 2**20))
         common = ["--insight.pass-interval", "24h"]
+        if not phases:
+            return run_validation(args, tmp, r, n, res, common, log)
 
         # off
         ph = Phase(r, args.poll_interval_s)
@@ -409,22 +448,37 @@ def run_size(args, tmp, n, log):
         e.stop()
         log("   high: %s" % brief(res["high"]))
 
-        # default budget: a full pass, or a probe
-        full = n <= args.full_max_keys
+        # default budget: a probe
         ph = Phase(r, args.poll_interval_s)
         e = ph.e = Exporter(tmp, "default-%d" % n, r.addr, args.poll_interval,
                             ["--insight.enabled"] + common)
-        if full:
-            if not ph.run_until(one_pass_done(r.addr), args.max_pass_minutes * 60, "default"):
-                raise BenchError("no pass at the default budget within %d min" % args.max_pass_minutes)
-        else:
-            ph.run_until(one_pass_done(r.addr), args.probe_seconds, "default probe")
+        ph.run_until(one_pass_done(r.addr), args.probe_seconds, "default probe")
         res["default"] = ph.finish()
-        res["default_full"] = full
         e.stop()
         log("   default: %s" % brief(res["default"]))
     finally:
         r.stop()
+    return res
+
+
+def run_validation(args, tmp, r, n, res, common, log):
+    """A full default-budget pass, its duration also derived from its first
+    --probe-seconds as for the large datasets."""
+    ph = Phase(r, args.poll_interval_s)
+    e = ph.e = Exporter(tmp, "validate-%d" % n, r.addr, args.poll_interval,
+                        ["--insight.enabled"] + common)
+    try:
+        probe_end = ph.t0 + args.probe_seconds
+        if not ph.run_until(one_pass_done(r.addr), args.max_pass_minutes * 60, "validation"):
+            raise BenchError("no default-budget pass of %d keys within %d min"
+                             % (n, args.max_pass_minutes))
+        res["default"] = ph.finish()
+        probe = [(t, p) for t, p in ph.progress if t <= probe_end - ph.t0]
+        res["derived_from_probe_s"] = derive_pass_seconds(probe)
+    finally:
+        e.stop()
+    log("   validation: measured %s, derived from the first %.0f s: %s"
+        % (res["default"]["pass_s"], args.probe_seconds, res["derived_from_probe_s"]))
     return res
 
 
@@ -445,8 +499,7 @@ def fmt_duration(s):
     return "%.1f s" % s
 
 
-def report(args, results, env):
-    high_budget_s = args.high_budget_s
+def report(args, results, validation, env):
     out = []
     w = out.append
     w("Command: `%s`, release build at `%s`%s." % (env["command"], env["commit"], env["dirty"]))
@@ -455,53 +508,49 @@ def report(args, results, env):
       % (env["cpu"], env["cpus"], env["load_start"], env["load_end"], env["redis"]))
     w("")
     w("Redis time used by the analyser (commandstats usec of SCAN, TYPE, PTTL and "
-      "MEMORY USAGE over the phase's wall time) against its budget, and the pass:")
+      "MEMORY USAGE) per second of the time it was active (its pass, or the probe "
+      "from the first progress seen) against its budget:")
     w("")
-    w("| keys | budget | pass | Redis time used | of budget | Redis time per key | charged per key | measured / derived |")
-    w("|---:|---:|---:|---:|---:|---:|---:|---|")
+    w("| keys | budget | phase | Redis time used | of budget | Redis time per key | charged per key | keys examined |")
+    w("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
-        n = r["keys"]
-        for name, budget in (("high", high_budget_s), ("default", DEFAULT_BUDGET_S)):
+        for name, budget, what in (("high", args.high_budget_s, "one full pass"),
+                                   ("default", DEFAULT_BUDGET_S, "%.0f s probe" % args.probe_seconds)):
             p = r[name]
             scanned = p["scanned"] or 0
             per_key = p["redis_usec"] / scanned if scanned else float("nan")
             charged = (p["charged_s"] or 0) * 1e6 / scanned if scanned else float("nan")
-            if name == "default" and not r["default_full"]:
-                prog = p["progress"] or 0
-                pass_txt = ("%s (derived: %.0f s probe reached %.1f %%)"
-                            % (fmt_duration(p["wall_s"] / prog) if prog else "n/a",
-                               p["wall_s"], 100 * prog))
-                kind = "probe measured; pass duration derived"
-            else:
-                pass_txt = fmt_duration(p["pass_s"])
-                kind = "measured"
-            w("| %d | %g ms/s | %s | %.3f ms/s | %.0f %% | %.2f us | %.2f us | %s |"
-              % (n, budget * 1e3, pass_txt, p["redis_ms_per_s"],
-                 100 * p["redis_ms_per_s"] / (budget * 1e3), per_key, charged, kind))
+            w("| %d | %g ms/s | %s | %.3f ms/s | %.0f %% | %.1f us | %.1f us | %d |"
+              % (r["keys"], budget * 1e3, what, p["redis_ms_per_s"],
+                 100 * p["redis_ms_per_s"] / (budget * 1e3), per_key, charged, scanned))
+    if validation:
+        p = validation["default"]
+        scanned = p["scanned"] or 0
+        w("| %d | 2 ms/s | one full pass | %.3f ms/s | %.0f %% | %.1f us | %.1f us | %d |"
+          % (validation["keys"], p["redis_ms_per_s"], 100 * p["redis_ms_per_s"] / 2.0,
+             p["redis_usec"] / max(scanned, 1), (p["charged_s"] or 0) * 1e6 / max(scanned, 1), scanned))
     w("")
-    w("Default-budget (2 ms/s) pass duration derived from the high-budget pass "
-      "(charged round-trip time per key x keys / 2 ms per s), next to what was measured:")
+    w("Pass duration (measured: `redis_vitals_insight_last_pass_duration_seconds`; "
+      "derived: 1 / the progress rate over the probe after its first 20 %):")
     w("")
-    w("| keys | derived from the %s pass | derived from the default-budget probe | measured |" % args.high_budget)
-    w("|---:|---:|---:|---:|")
+    w("| keys | at %s | at 2 ms/s (default) |" % args.high_budget)
+    w("|---:|---:|---:|")
     for r in results:
-        h, d = r["high"], r["default"]
-        from_high = (h["charged_s"] or 0) / DEFAULT_BUDGET_S * (r["keys"] / max(h["scanned"] or 1, 1))
-        if r["default_full"]:
-            probe, measured = "n/a (full pass run)", fmt_duration(d["pass_s"])
-        else:
-            prog = d["progress"] or 0
-            probe = fmt_duration(d["wall_s"] / prog) if prog else "n/a"
-            measured = "not run (would take %s)" % fmt_duration(from_high)
-        w("| %d | %s | %s | %s |" % (r["keys"], fmt_duration(from_high), probe, measured))
+        w("| %d | %s measured | %s derived |"
+          % (r["keys"], fmt_duration(r["high"]["pass_s"]), fmt_duration(r["default"]["derived_pass_s"])))
+    if validation:
+        w("| %d | | %s measured; %s derived from its first %.0f s |"
+          % (validation["keys"], fmt_duration(validation["default"]["pass_s"]),
+             fmt_duration(validation["derived_from_probe_s"]), args.probe_seconds))
     w("")
     w("The exporter with the analyser off and on (one node; CPU is utime+stime "
-      "of the process over the phase, %% of one core; RSS at the end / peak):" )
+      "of the process from its start over the phase, % of one core; RSS at the end / peak):")
     w("")
     w("| keys | phase | wall | CPU | RSS | peak RSS |")
     w("|---:|---|---:|---:|---:|---:|")
     for r in results:
-        for name, label in (("off", "off"), ("high", "on, %s" % args.high_budget), ("default", "on, 2ms (default)")):
+        for name, label in (("off", "off"), ("high", "on, %s" % args.high_budget),
+                            ("default", "on, 2ms (default)")):
             p = r[name]
             w("| %d | %s | %.0f s | %.2f %% | %.1f MiB | %.1f MiB |"
               % (r["keys"], label, p["wall_s"], p["cpu_pct"], p["rss_mib"], p["hwm_mib"]))
@@ -511,12 +560,13 @@ def report(args, results, env):
     w("")
     w("| keys | phase | polls / expected | poll errors | worst snapshot age | worst poll duration | samples with redis_up != 1 |")
     w("|---:|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        for name in ("off", "high", "default"):
-            p = r[name]
-            w("| %d | %s | %d / %.0f | %d | %.2f s | %.1f ms | %d of %d |"
-              % (r["keys"], name, p["polls"], p["polls_expected"], p["poll_errors"],
-                 p["worst_age_s"], 1e3 * p["worst_poll_s"], p["down_samples"], p["samples"]))
+    rows = [(r["keys"], name, r[name]) for r in results for name in ("off", "high", "default")]
+    if validation:
+        rows.append((validation["keys"], "default, full pass", validation["default"]))
+    for keys, name, p in rows:
+        w("| %d | %s | %d / %.0f | %d | %.2f s | %.1f ms | %d of %d |"
+          % (keys, name, p["polls"], p["polls_expected"], p["poll_errors"],
+             p["worst_age_s"], 1e3 * p["worst_poll_s"], p["down_samples"], p["samples"]))
     return "\n".join(out) + "\n"
 
 
@@ -532,12 +582,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", default="200000,2000000", help="dataset sizes, comma separated")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--high-budget", default="50ms", help="budget of the 'high' phase")
+    ap.add_argument("--high-budget", default="200ms", help="budget of the 'high' phase")
     ap.add_argument("--poll-interval", default="1s", help="redis-vitals --poll.interval")
     ap.add_argument("--off-seconds", type=float, default=60, help="length of the 'off' phase")
-    ap.add_argument("--full-max-keys", type=int, default=200000,
-                    help="run a full default-budget pass up to this many keys; probe above")
-    ap.add_argument("--probe-seconds", type=float, default=120, help="default-budget probe length")
+    ap.add_argument("--probe-seconds", type=float, default=180, help="default-budget probe length")
+    ap.add_argument("--validate-keys", type=int, default=5000,
+                    help="dataset size of the full default-budget pass (0: skip)")
     ap.add_argument("--max-pass-minutes", type=float, default=30, help="give up on a pass after this")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args()
@@ -577,20 +627,23 @@ def main():
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    results = []
+    results, validation = [], None
     with tempfile.TemporaryDirectory(prefix="redis-vitals-insight-bench-") as tmp:
         try:
             for n in sizes:
                 results.append(run_size(args, tmp, n, log))
+            if args.validate_keys:
+                validation = run_size(args, tmp, args.validate_keys, log, phases=False)
         finally:
             stop_all()
     env["load_end"] = "%.2f %.2f %.2f" % os.getloadavg()
-    text = report(args, results, env)
+    text = report(args, results, validation, env)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
-            f.write("\n<!-- raw results, %s\n%s\n-->\n" % (env["started"], json.dumps(results, indent=1)))
+            f.write("\n<!-- raw results, %s\n%s\n-->\n"
+                    % (env["started"], json.dumps({"sizes": results, "validation": validation}, indent=1)))
 
 
 if __name__ == "__main__":
