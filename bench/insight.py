@@ -33,8 +33,13 @@ every 0.5 s and records redis_vitals_polls_total,
 redis_vitals_last_success_age_seconds (worst) and
 redis_vitals_poll_duration_seconds (worst) of the node.
 
+`--gap-experiment` measures only one thing: the Redis time per key of an
+analyser-like batch sent by the harness after a fixed idle time (0 to 5 s),
+which explains why the default budget's passes are slow on a shared VM.
+
 Build first:  cargo build --release --locked
 Run:          python3 bench/insight.py
+              python3 bench/insight.py --keys 200000 --gap-experiment
               python3 bench/insight.py --keys 200000 --probe-seconds 60 --validate-keys 0   # quicker
 """
 
@@ -482,6 +487,47 @@ def run_validation(args, tmp, r, n, res, common, log):
     return res
 
 
+def gap_experiment(args, tmp, n, log):
+    """Redis time per key of the analyser's batch (SCAN COUNT c, then TYPE,
+    PTTL and MEMORY USAGE .. SAMPLES 5 per key, pipelined), sent by the
+    harness with a fixed idle gap between batches: how the cost of a key
+    depends on how long Redis sat idle before the batch."""
+    r = Redis(tmp)
+    rows = []
+    try:
+        generate(r, n, args.seed)
+        cursor = b"0"
+        for count, gap, batches in ((100, 0.0, 20), (100, 0.01, 20), (100, 0.1, 20),
+                                    (100, 1.0, 8), (100, 5.0, 6), (1000, 0.0, 6),
+                                    (1000, 1.0, 6)):
+            used = keys = 0
+            for _ in range(batches):
+                _, u0 = r.analyser_usec()
+                r.conn.send([("SCAN", cursor, "COUNT", count)])
+                cursor, ks = r.conn.read()
+                cmds = []
+                for k in ks:
+                    cmds += [("TYPE", k), ("PTTL", k), ("MEMORY", "USAGE", k, "SAMPLES", "5")]
+                r.conn.send(cmds)
+                for _ in cmds:
+                    r.conn.read()
+                _, u1 = r.analyser_usec()
+                used += u1 - u0
+                keys += len(ks)
+                time.sleep(gap)
+            rows.append((count, gap, keys, used / max(keys, 1)))
+            log("   COUNT %d, %.0f ms idle: %.1f us per key" % (count, gap * 1e3, used / max(keys, 1)))
+    finally:
+        r.stop()
+    out = ["Redis time per key of one analyser batch, by the idle time before it "
+           "(%d-key dataset; the harness sends the batches):" % n, "",
+           "| SCAN COUNT | idle before each batch | keys | Redis time per key |",
+           "|---:|---:|---:|---:|"]
+    for count, gap, keys, per in rows:
+        out.append("| %d | %g ms | %d | %.1f us |" % (count, gap * 1e3, keys, per))
+    return "\n".join(out) + "\n"
+
+
 def brief(p):
     return ("wall %.1fs cpu %.2f%% rss %.1f MiB, redis %.3f ms/s, pass %s, "
             "charged %s, polls %d/%.0f, worst age %.2fs"
@@ -589,6 +635,9 @@ def main():
     ap.add_argument("--validate-keys", type=int, default=5000,
                     help="dataset size of the full default-budget pass (0: skip)")
     ap.add_argument("--max-pass-minutes", type=float, default=30, help="give up on a pass after this")
+    ap.add_argument("--gap-experiment", action="store_true",
+                    help="only measure Redis time per key against the idle time between "
+                         "batches, on the first --keys dataset")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args()
     args.high_budget_s = parse_duration(args.high_budget)
@@ -626,6 +675,18 @@ def main():
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
+
+    if args.gap_experiment:
+        with tempfile.TemporaryDirectory(prefix="redis-vitals-insight-bench-") as tmp:
+            try:
+                text = gap_experiment(args, tmp, sizes[0], log)
+            finally:
+                stop_all()
+        env["load_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+        print("Command: `%s`; load average %s at start, %s at end.\n"
+              % (env["command"], env["load_start"], env["load_end"]))
+        print(text)
+        return
 
     results, validation = [], None
     with tempfile.TemporaryDirectory(prefix="redis-vitals-insight-bench-") as tmp:
