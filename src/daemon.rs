@@ -497,7 +497,7 @@ impl Shared {
         let refused = self.refused_section();
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>redis-vitals</title></head><body>\n\
-             <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/sd\">Service discovery</a> · \
+             <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/insight\">Cache insight</a> · <a href=\"/sd\">Service discovery</a> · \
              <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a></p>\n\
              <table border=\"1\" cellpadding=\"4\"><tr><th>Node</th><th>Cluster</th><th>State</th><th>Detail</th></tr>\n{rows}</table>\n{refused}</body></html>\n",
             env!("CARGO_PKG_VERSION")
@@ -629,6 +629,10 @@ impl crate::web::Site for Shared {
     }
     fn landing_page(&self) -> String {
         Shared::landing_page(self)
+    }
+    fn insight(&self) -> crate::expose::insight::InsightView {
+        // the lead's wiring replaces this
+        crate::expose::insight::InsightView::default()
     }
 }
 

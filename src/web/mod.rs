@@ -6,6 +6,7 @@
 //! - `guard.rs`: per-source rate limits and password-failure slowing.
 //! - `pages.rs`: rendered pages shared between connections, memory bound.
 //! - `config.rs`: `--web.config.file` (TLS, basic auth, headers, reload).
+//! - `insight.rs`: the `/insight` report page (HTML, no script).
 //!
 //! The strictness a scrape endpoint can afford: GET and HEAD only (405),
 //! no request bodies beyond a small one thrown away (413, 501 for
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod guard;
+pub mod insight;
 pub mod pages;
 pub mod slots;
 
@@ -114,6 +116,8 @@ pub trait Site: Send + Sync + 'static {
     fn service_discovery(&self) -> String;
     /// `/`: the landing page.
     fn landing_page(&self) -> String;
+    /// `/insight`: the nodes' last keyspace reports, policies and shards.
+    fn insight(&self) -> crate::expose::insight::InsightView;
 }
 
 /// What every connection of one server shares.
@@ -503,8 +507,32 @@ fn route(server: &Server, track: &Arc<Track>, req: &Request<Incoming>) -> Answer
             shared.service_discovery(),
         ),
         "/scrape" => scrape(server, track, req, query),
+        "/insight" => insight_page(shared.as_ref()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `/insight`, sent with its Content-Security-Policy (see
+/// `insight::PAGE_POLICY` for why this one) and without caching: with
+/// `insight.show-key-names` it names keys.
+fn insight_page(shared: &dyn Site) -> Answer {
+    let mut a = owned(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        insight::render(&shared.insight()),
+    );
+    a.headers.extend([
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(insight::CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]);
+    a
 }
 
 /// A metric page, shared with the other connections sending the same
