@@ -74,7 +74,7 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.35em;margin:1.6em 0 .3em;border-
 h3{font-size:1.1em;margin:1.2em 0 .3em}h4{font-size:1em;margin:.8em 0 .2em}\
 a{color:var(--bar)}.muted,.sub{color:var(--muted)}\
 table{border-collapse:collapse;margin:.4em 0 1em}th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}\
-th{font-weight:600;white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
+th{font-weight:600;white-space:nowrap}td.bar{white-space:nowrap}h3 code{font-size:1em}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 table.facts th{color:var(--muted);font-weight:normal}\
 code{font:12px/1.3 ui-monospace,monospace;word-break:break-all}\
 svg.bar{width:120px;height:10px;vertical-align:middle;margin-right:6px}\
@@ -164,7 +164,7 @@ node with the flag <code>--insight.enabled</code> or, in the TOML file,</p>\n\
 <p>or for one target and the nodes discovered from it with <code>insight = true</code> in its \
 <code>[[targets]]</code> entry.</p>\n\
 <p><strong>Cost.</strong> The analyser spends at most <code>insight.budget</code> of Redis time per second \
-of wall time on each node (default <code>2ms</code>, 0.2 % of one core; <code>100us</code> to \
+of wall time on each node (default <code>2ms</code>, 0.2% of one core; <code>100us</code> to \
 <code>500ms</code>), measured as the round trip of each pipelined batch, an upper bound of the time Redis \
 works for it. It uses a connection of its own, so polls stay on time, and a pass runs every \
 <code>insight.pass-interval</code> (default <code>15m</code>). With <code>insight.source = \"replica\"</code> \
@@ -280,7 +280,8 @@ fn shards(p: &mut Page, shards: &[ShardView]) {
 
 /// The ratio to the mean as shown, and its class (`hot`, `cold` or none).
 fn imbalance(v: f64, mean: f64) -> (String, &'static str) {
-    if !(mean > 0.0) {
+    // NaN and zero alike: no mean to compare with.
+    if mean.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return ("–".to_string(), "");
     }
     let r = v / mean;
@@ -424,7 +425,7 @@ fn cluster_namespaces(p: &mut Page, reports: &[&KeyspaceReport]) {
     {
         let _ = writeln!(
             p.out,
-            "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}{}</td><td>{}{}</td>\
+            "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"bar\">{}{}</td><td class=\"bar\">{}{}</td>\
              <td class=\"num\">{}</td></tr>",
             if pattern == OTHER { " class=\"other\"" } else { "" },
             pattern_cell(pattern),
@@ -597,7 +598,7 @@ fn namespaces(p: &mut Page, r: &KeyspaceReport) {
         let mem = share(ns.memory_bytes, r.memory_bytes);
         let _ = writeln!(
             p.out,
-            "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}{}</td><td>{}{}</td>\
+            "<tr{}><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"bar\">{}{}</td><td class=\"bar\">{}{}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
             if ns.pattern == OTHER {
                 " class=\"other\""
@@ -633,7 +634,7 @@ fn ttl_quantiles(ns: &NamespaceStats) -> String {
 
 fn types(ns: &NamespaceStats) -> String {
     let mut t: Vec<_> = ns.types.iter().take(8).collect();
-    t.sort_by(|a, b| b.1.cmp(&a.1));
+    t.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     t.iter()
         .map(|(kind, n)| format!("{} {}", kind.as_str(), percent(share(*n, ns.keys))))
         .collect::<Vec<_>>()
@@ -712,13 +713,15 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-/// A share as a percentage: whole percent, a decimal below 10 %.
+/// A share as a percentage: whole percent, a decimal below 10%.
 fn percent(f: f64) -> String {
     let pc = clamp01(f) * 100.0;
-    if pc > 0.0 && pc < 10.0 {
-        format!("{pc:.1} %")
+    if pc > 0.0 && pc < 0.05 {
+        "&lt;0.1%".to_string()
+    } else if pc > 0.0 && pc < 10.0 {
+        format!("{pc:.1}%")
     } else {
-        format!("{pc:.0} %")
+        format!("{pc:.0}%")
     }
 }
 
@@ -957,7 +960,7 @@ mod tests {
         let page = render(&view(vec![c]));
         for want in [
             "the first one is running",
-            "42 % of the keys",
+            "42% of the keys",
             "the last one failed",
             "pass given up: <code>timeout</code>",
             "not analysed: replicas are read only",
@@ -966,7 +969,7 @@ mod tests {
             "sev-bad v-volatile_without_ttls",
             PolicyVerdict::VolatileWithoutTtls.advice(),
             "30s · 10m · 2h",
-            "hash 75 % · string 25 %",
+            "hash 75% · string 25%",
         ] {
             assert!(page.contains(want), "missing {want:?}");
         }
@@ -1034,8 +1037,9 @@ mod tests {
         assert_eq!(duration(f64::NAN), "–");
         assert_eq!(int(1_234_567), "1,234,567");
         assert_eq!(int(999), "999");
-        assert_eq!(percent(0.004), "0.4 %");
-        assert_eq!(percent(f64::NAN), "0 %");
+        assert_eq!(percent(0.004), "0.4%");
+        assert_eq!(percent(0.0000001), "&lt;0.1%");
+        assert_eq!(percent(f64::NAN), "0%");
         assert_eq!(timestamp(-1.0), "–");
         assert_eq!(timestamp(f64::INFINITY), "–");
         assert_eq!(timestamp(1_700_000_000.0), "2023-11-14T22:13:20Z");
