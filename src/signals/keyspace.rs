@@ -139,11 +139,13 @@ fn truncate_pattern(out: &mut String) {
 fn push_segment(out: &mut String, seg: &[u8]) {
     // A whole hash tag around an identifier is the identifier:
     // `{123}` is `*`, as `user:{123}:profile` means `user:*:profile`.
-    if seg.len() > 2 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' {
-        if is_id(&seg[1..seg.len() - 1]) {
-            out.push('*');
-            return;
-        }
+    if seg.len() > 2
+        && seg[0] == b'{'
+        && seg[seg.len() - 1] == b'}'
+        && is_id(&seg[1..seg.len() - 1])
+    {
+        out.push('*');
+        return;
     }
     // A tag that spans separators leaves braces on the segments at its ends
     // (`{user:123}` gives `{user` and `123}`): keep them around the class.
@@ -343,7 +345,8 @@ impl NamespaceAcc {
             }
         }
         self.largest.extend(o.largest);
-        self.largest.sort_by(|a, b| b.0.cmp(&a.0));
+        self.largest
+            .sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
         self.largest.truncate(LARGEST_KEYS);
     }
 
