@@ -643,8 +643,7 @@ impl crate::web::Site for Shared {
         Shared::landing_page(self)
     }
     fn insight(&self) -> crate::expose::insight::InsightView {
-        // the lead's wiring replaces this
-        crate::expose::insight::InsightView::default()
+        Shared::insight_view(self)
     }
 }
 

@@ -86,7 +86,7 @@ tr.imbalanced{background:var(--badbg)}\
 .tag.up{color:var(--ok);border-color:var(--ok)}.tag.down{color:var(--bad);border-color:var(--bad)}\
 .verdict{padding:6px 10px;border-left:4px solid;border-radius:3px;margin:.4em 0;max-width:60em}\
 .sev-ok{border-color:var(--ok);background:var(--okbg)}.sev-warn{border-color:var(--warn);background:var(--warnbg)}\
-.sev-bad{border-color:var(--bad);background:var(--badbg)}\
+.sev-bad{border-color:var(--bad);background:var(--badbg)}.sev-unknown{border-color:var(--line)}\
 .fail{color:var(--bad)}.off{padding:8px 12px;border:1px solid var(--line);border-radius:4px;max-width:60em}\
 section.node{border-top:1px solid var(--line);margin-top:1em}tr.other td{font-style:italic}\
 nav ul{margin:.3em 0;padding-left:1.2em}\
@@ -130,9 +130,9 @@ pub fn render(view: &InsightView) -> String {
             }
             let _ = writeln!(
                 p.out,
-                "<li><a href=\"#c{i}\">{}</a> <span class=\"muted\">({} nodes)</span></li>",
+                "<li><a href=\"#c{i}\">{}</a> <span class=\"muted\">({})</span></li>",
                 cluster_title(&c.name),
-                c.nodes.len()
+                count(c.nodes.len(), "node")
             );
         }
         p.out.push_str("</ul></nav>\n");
@@ -210,10 +210,10 @@ fn cluster(p: &mut Page, i: usize, c: &ClusterView, view: &InsightView) {
         c.nodes.iter().filter_map(|n| n.report.as_deref()).collect();
     let _ = writeln!(
         p.out,
-        "<section class=\"cluster\" id=\"c{i}\">\n<h2>{}</h2>\n<p class=\"sub\">{} nodes · {} analysed · \
+        "<section class=\"cluster\" id=\"c{i}\">\n<h2>{}</h2>\n<p class=\"sub\">{} · {} analysed · \
          {} with a complete pass</p>",
         cluster_title(&c.name),
-        c.nodes.len(),
+        count(c.nodes.len(), "node"),
         analysed,
         reports.len()
     );
@@ -221,7 +221,12 @@ fn cluster(p: &mut Page, i: usize, c: &ClusterView, view: &InsightView) {
         shards(p, &c.shards);
     }
     if reports.len() >= 2 && !p.full() {
-        cluster_namespaces(p, &reports);
+        let whole = if c.name.is_empty() {
+            "these nodes"
+        } else {
+            "the cluster"
+        };
+        cluster_namespaces(p, &reports, whole);
     }
     for (j, n) in c.nodes.iter().enumerate() {
         node(p, i, j, n, view);
@@ -366,7 +371,7 @@ impl Sum {
 
 /// The cluster's namespaces: the nodes' last reports summed by pattern,
 /// largest by memory first, `other` last.
-fn cluster_namespaces(p: &mut Page, reports: &[&KeyspaceReport]) {
+fn cluster_namespaces(p: &mut Page, reports: &[&KeyspaceReport], whole: &str) {
     let mut by: HashMap<&str, Sum> = HashMap::new();
     let mut other = Sum::default();
     for r in reports {
@@ -408,7 +413,7 @@ fn cluster_namespaces(p: &mut Page, reports: &[&KeyspaceReport]) {
     let total_keys = reports.iter().fold(0u64, |m, r| m.saturating_add(r.keys));
     let _ = writeln!(
         p.out,
-        "<h3>Namespaces across the cluster</h3>\n<p class=\"sub\">The last complete pass of {} nodes summed \
+        "<h3>Namespaces across {whole}</h3>\n<p class=\"sub\">The last complete pass of {} nodes summed \
          by pattern: {} keys, {}. The nodes' own tables below have the TTL and type detail.</p>\n\
          <table class=\"ns cluster-ns\"><thead><tr><th>Namespace</th><th class=\"num\">Keys</th>\
          <th class=\"num\">Memory</th><th>Share of memory</th><th>With a TTL</th><th class=\"num\">Nodes</th>\
@@ -480,19 +485,24 @@ fn node(p: &mut Page, i: usize, j: usize, n: &NodeView, view: &InsightView) {
         text(&n.addr),
         text(&n.role),
     );
-    let policy = if n.policy.is_empty() {
-        "unknown policy".to_string()
+    if n.policy.is_empty() {
+        // Never polled: a verdict from an empty policy and a maxmemory of 0
+        // would be a guess.
+        p.out.push_str(
+            "<p class=\"verdict sev-unknown\"><strong>Eviction policy unknown</strong> — the node has not \
+             answered a poll yet.</p>\n",
+        );
     } else {
-        format!("<code>{}</code>", text(&n.policy))
-    };
-    let _ = writeln!(
-        p.out,
-        "<p class=\"verdict {} v-{}\"><strong>{policy}: {}</strong> — {}</p>",
-        severity(n.verdict),
-        n.verdict.as_str(),
-        n.verdict.as_str().replace('_', " "),
-        html_escape(n.verdict.advice())
-    );
+        let _ = writeln!(
+            p.out,
+            "<p class=\"verdict {} v-{}\"><strong><code>{}</code>: {}</strong> — {}</p>",
+            severity(n.verdict),
+            n.verdict.as_str(),
+            text(&n.policy),
+            n.verdict.as_str().replace('_', " "),
+            html_escape(n.verdict.advice())
+        );
+    }
     p.out.push_str("<table class=\"facts\"><tbody>\n");
     let memory = if n.maxmemory > 0 {
         let f = share(n.used_memory, n.maxmemory);
@@ -588,7 +598,7 @@ fn namespaces(p: &mut Page, r: &KeyspaceReport) {
         p.out,
         "<h4>Namespaces by memory</h4>\n<table class=\"ns\"><thead><tr><th>Namespace</th>\
          <th class=\"num\">Keys</th><th class=\"num\">Memory</th><th>Share of memory</th><th>With a TTL</th>\
-         <th>Remaining TTL p10 · p50 · p90</th><th>Types</th><th>Largest keys</th></tr></thead><tbody>"
+         <th>Remaining TTL p10 · p50 · p90 (±10%)</th><th>Types</th><th>Largest keys</th></tr></thead><tbody>"
     );
     for ns in &r.namespaces {
         if p.full() {
@@ -627,7 +637,7 @@ fn ttl_quantiles(ns: &NamespaceStats) -> String {
     ns.ttl_quantiles
         .iter()
         .take(TTL_QUANTILES.len())
-        .map(|(_, secs)| duration(*secs))
+        .map(|(_, secs)| approx_duration(*secs))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -710,6 +720,41 @@ pub fn duration(secs: f64) -> String {
         60..=3599 => pair(s / 60, "m", s % 60, "s"),
         3600..=86_399 => pair(s / 3600, "h", s % 3600 / 60, "m"),
         _ => pair(s / 86_400, "d", s % 86_400 / 3600, "h"),
+    }
+}
+
+/// A duration known within 10% (a TTL quantile), in one unit: `42s`,
+/// `56m`, `3.5h`, `12d`. Seconds would be a precision it does not have.
+pub fn approx_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "–".to_string();
+    }
+    let one = |v: f64, unit: &str| {
+        if v < 10.0 {
+            format!("{v:.1}{unit}")
+        } else {
+            format!("{v:.0}{unit}")
+        }
+    };
+    if secs < 1.0 {
+        "&lt;1s".to_string()
+    } else if secs < 100.0 {
+        format!("{secs:.0}s")
+    } else if secs < 100.0 * 60.0 {
+        format!("{:.0}m", secs / 60.0)
+    } else if secs < 48.0 * 3600.0 {
+        one(secs / 3600.0, "h")
+    } else {
+        one(secs / 86_400.0, "d")
+    }
+}
+
+/// `1 node`, `3 nodes`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -968,7 +1013,7 @@ mod tests {
             "took 13s",
             "sev-bad v-volatile_without_ttls",
             PolicyVerdict::VolatileWithoutTtls.advice(),
-            "30s · 10m · 2h",
+            "30s · 10m · 2.0h",
             "hash 75% · string 25%",
         ] {
             assert!(page.contains(want), "missing {want:?}");
@@ -1035,6 +1080,12 @@ mod tests {
         assert_eq!(duration(7200.0), "2h");
         assert_eq!(duration(3.0 * 86_400.0 + 4.0 * 3600.0), "3d 4h");
         assert_eq!(duration(f64::NAN), "–");
+        assert_eq!(approx_duration(0.5), "&lt;1s");
+        assert_eq!(approx_duration(42.4), "42s");
+        assert_eq!(approx_duration(3339.0), "56m");
+        assert_eq!(approx_duration(3.0 * 3600.0), "3.0h");
+        assert_eq!(approx_duration(30.0 * 86_400.0), "30d");
+        assert_eq!(approx_duration(f64::INFINITY), "–");
         assert_eq!(int(1_234_567), "1,234,567");
         assert_eq!(int(999), "999");
         assert_eq!(percent(0.004), "0.4%");
