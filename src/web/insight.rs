@@ -140,7 +140,7 @@ pub fn render(view: &InsightView) -> String {
     for (i, c) in view.clusters.iter().enumerate() {
         cluster(&mut p, i, c, view);
     }
-    if p.skipped_nodes + p.skipped_rows > 0 {
+    if p.skipped_nodes + p.skipped_shards + p.skipped_rows > 0 {
         let _ = writeln!(
             p.out,
             "<p class=\"verdict sev-warn\">The page stopped at its size limit ({}): {} node sections, \
@@ -917,6 +917,23 @@ mod tests {
             "Standalone nodes",
         ] {
             assert!(page.contains(want), "missing {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_disabled_text_states_the_configured_defaults() {
+        // The web layer cannot read config.rs; this keeps the text true.
+        use crate::config::{
+            DEFAULT_INSIGHT_BUDGET, DEFAULT_INSIGHT_PASS_INTERVAL, INSIGHT_BUDGET_RANGE,
+        };
+        for d in [
+            DEFAULT_INSIGHT_BUDGET,
+            INSIGHT_BUDGET_RANGE.0,
+            INSIGHT_BUDGET_RANGE.1,
+            DEFAULT_INSIGHT_PASS_INTERVAL,
+        ] {
+            let shown = format!("<code>{}</code>", humantime::format_duration(d));
+            assert!(DISABLED.contains(&shown), "{shown} not in the text");
         }
     }
 
