@@ -752,6 +752,19 @@ const ALLOWED_EMPTY: &[(&str, QueryMatch)] = &[
         "memory of nodes without maxmemory",
         |q| q.contains("redis_memory_max_bytes") && q.contains("== 0)"),
     ),
+    (
+        // The hit-ratio baseline is the 6 hours that ended 30 minutes ago:
+        // no node has 30 minutes of history here. Its recording rules are
+        // evaluated by the promtool tests (alerts/tests/hit-ratio-drop.yml).
+        "hit-ratio baseline (needs 30 minutes of history)",
+        |q| q.contains("rate6h_offset30m"),
+    ),
+    (
+        // The cache insight analyser (redis_vitals_insight_* and the rules
+        // over them) is off by default, and off here.
+        "cache insight panels (analyser off)",
+        |q| q.contains("insight"),
+    ),
 ];
 
 /// Load on the cluster through the redis crate's cluster client: SET with
