@@ -72,6 +72,7 @@ fn render_fleet(c: &mut Criterion) {
                     maxclients_override: None,
                     config_command: None,
                     discovered: false,
+                    insight: None,
                     from_sentinel: false,
                     tls: None,
                 };

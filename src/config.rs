@@ -233,6 +233,34 @@ pub struct Flags {
     /// Default: cluster.allowed-networks when set, else the Sentinel seeds' own networks.
     #[arg(long = "sentinel.allowed-networks", value_delimiter = ',')]
     pub sentinel_allowed_networks: Vec<String>,
+    /// Analyse the keyspace of every node (namespaces, TTLs, eviction-policy fitness) with a
+    /// paced SCAN; a target's `insight` key in the file overrides it (default false).
+    #[arg(long = "insight.enabled", num_args = 0..=1, default_missing_value = "true")]
+    pub insight_enabled: Option<bool>,
+    /// Redis time per second of wall time the analyser may cause on each node, 100us to 500ms
+    /// (default 2ms).
+    #[arg(long = "insight.budget", value_parser = parse_duration_arg)]
+    pub insight_budget: Option<Duration>,
+    /// Which copy of the data the analyser reads: master or replica (default master).
+    #[arg(long = "insight.source")]
+    pub insight_source: Option<String>,
+    /// Time between the starts of two passes over a node's keyspace, 10s to 7d (default 15m).
+    #[arg(long = "insight.pass-interval", value_parser = parse_duration_arg)]
+    pub insight_pass_interval: Option<Duration>,
+    /// Characters that split key names into namespace segments, 1 to 4 ASCII punctuation
+    /// characters (default ":").
+    #[arg(long = "insight.separators")]
+    pub insight_separators: Option<String>,
+    /// Namespaces reported per node, 1 to 200; the rest are summed as "other" (default 20).
+    #[arg(long = "insight.max-namespaces")]
+    pub insight_max_namespaces: Option<usize>,
+    /// SAMPLES given to MEMORY USAGE, 0 to 64 (default 5).
+    #[arg(long = "insight.memory-samples")]
+    pub insight_memory_samples: Option<u32>,
+    /// Name the largest keys in the `key` label and on /insight (default false: key names
+    /// can be personal data).
+    #[arg(long = "insight.show-key-names", num_args = 0..=1, default_missing_value = "true")]
+    pub insight_show_key_names: Option<bool>,
     /// host:port to serve on; ":9121" means every IPv4 interface (default :9121).
     #[arg(long = "web.listen-address")]
     pub web_listen_address: Option<String>,
@@ -280,6 +308,8 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     shard: FileShard,
+    #[serde(default)]
+    insight: FileInsight,
     #[serde(default)]
     targets: Vec<FileTarget>,
 }
@@ -375,6 +405,19 @@ struct FileScrape {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileInsight {
+    enabled: Option<bool>,
+    budget: Option<String>,
+    source: Option<String>,
+    pass_interval: Option<String>,
+    separators: Option<String>,
+    max_namespaces: Option<usize>,
+    memory_samples: Option<u32>,
+    show_key_names: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileLog {
     level: Option<String>,
     format: Option<String>,
@@ -396,6 +439,8 @@ struct FileTarget {
     tls_key_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     tls_insecure_skip_verify: Option<bool>,
+    /// Overrides `insight.enabled` for this target and the nodes found from it.
+    insight: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,12 +574,62 @@ pub const DEFAULT_SCRAPE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default `scrape.max-targets`.
 pub const DEFAULT_SCRAPE_MAX_TARGETS: usize = 100;
 
+/// Which copy of the data the keyspace analyser reads (docs/insight.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsightSource {
+    Master,
+    Replica,
+}
+
+/// The keyspace analyser (docs/insight.md).
+#[derive(Debug, Clone)]
+pub struct InsightSettings {
+    /// `insight.enabled`: the default for targets that do not say.
+    pub enabled: bool,
+    /// Redis time per second of wall time, per node.
+    pub budget: Duration,
+    pub source: InsightSource,
+    pub pass_interval: Duration,
+    pub rules: crate::signals::keyspace::NamespaceRules,
+    pub max_namespaces: usize,
+    pub memory_samples: u32,
+    pub show_key_names: bool,
+}
+
+/// Default `insight.budget`: 2 ms of Redis time per second is 0.2 % of one
+/// Redis core, invisible next to a cache's own load, and still walks
+/// 100 000 keys in a few minutes (BENCHMARKS.md, "Cache insight").
+pub const DEFAULT_INSIGHT_BUDGET: Duration = Duration::from_millis(2);
+/// `insight.budget` bounds: below 100 us a pass never ends on a real
+/// keyspace; above 500 ms the analyser would take half a Redis core.
+pub const INSIGHT_BUDGET_RANGE: (Duration, Duration) =
+    (Duration::from_micros(100), Duration::from_millis(500));
+/// Default `insight.pass-interval`: keyspace composition changes over hours;
+/// a quarter-hour report is fresh enough for alerts that look at hours.
+pub const DEFAULT_INSIGHT_PASS_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// `insight.pass-interval` bounds: a pass needs time to walk anything; a
+/// week is the longest a report may be before it says nothing current.
+pub const INSIGHT_PASS_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(7 * 24 * 3600));
+/// Default `insight.max-namespaces`: a dashboard table's worth.
+pub const DEFAULT_INSIGHT_MAX_NAMESPACES: usize = 20;
+/// Highest `insight.max-namespaces`: each namespace is about 15 series per
+/// node.
+pub const MAX_INSIGHT_NAMESPACES: usize = 200;
+/// Default `insight.memory-samples`: MEMORY USAGE's own default, cheap and
+/// within a few percent for collections of similar elements.
+pub const DEFAULT_INSIGHT_MEMORY_SAMPLES: u32 = 5;
+/// Highest `insight.memory-samples`: its cost grows with it, per key.
+pub const MAX_INSIGHT_MEMORY_SAMPLES: u32 = 64;
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub targets: Vec<Target>,
     /// Unknown `/scrape` targets (off unless networks are allowed).
     pub scrape: ScrapeSettings,
+    /// The keyspace analyser.
+    pub insight: InsightSettings,
     pub poll: PollSettings,
     pub hit_ratio_window: Duration,
     pub lag_history: Duration,
@@ -1115,6 +1210,9 @@ impl Config {
                 &settings,
                 &mut tls_cache,
             )?);
+            if let Some(built) = targets.last_mut() {
+                built.insight = t.insight;
+            }
         }
         if targets.is_empty() && sentinel.is_none() {
             targets.push(build_target(
@@ -1200,9 +1298,22 @@ impl Config {
             )?,
         };
 
+        let insight = InsightFlags {
+            enabled: flags.insight_enabled,
+            budget: flags.insight_budget,
+            source: flags.insight_source,
+            pass_interval: flags.insight_pass_interval,
+            separators: flags.insight_separators,
+            max_namespaces: flags.insight_max_namespaces,
+            memory_samples: flags.insight_memory_samples,
+            show_key_names: flags.insight_show_key_names,
+        }
+        .resolve(&file.insight, &dur)?;
+
         Ok(Config {
             targets,
             scrape,
+            insight,
             poll,
             hit_ratio_window,
             lag_history,
@@ -1215,6 +1326,121 @@ impl Config {
             web_compression,
             log_level,
             log_format,
+        })
+    }
+}
+
+/// Reads one duration setting: (flag, file value, key, default).
+type DurationSetting =
+    dyn Fn(Option<Duration>, &Option<String>, &str, Duration) -> Result<Duration, ConfigError>;
+
+/// The `insight.*` flags, taken out of [`Flags`] before its other fields
+/// are moved.
+struct InsightFlags {
+    enabled: Option<bool>,
+    budget: Option<Duration>,
+    source: Option<String>,
+    pass_interval: Option<Duration>,
+    separators: Option<String>,
+    max_namespaces: Option<usize>,
+    memory_samples: Option<u32>,
+    show_key_names: Option<bool>,
+}
+
+impl InsightFlags {
+    fn resolve(
+        self,
+        file: &FileInsight,
+        dur: &DurationSetting,
+    ) -> Result<InsightSettings, ConfigError> {
+        let in_range = |d: Duration, (lo, hi): (Duration, Duration), key: &str| {
+            if d < lo || d > hi {
+                Err(err(
+                    key,
+                    format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(lo),
+                        humantime::format_duration(hi)
+                    ),
+                ))
+            } else {
+                Ok(d)
+            }
+        };
+        let budget = dur(
+            self.budget,
+            &file.budget,
+            "insight.budget",
+            DEFAULT_INSIGHT_BUDGET,
+        )?;
+        let budget = in_range(budget, INSIGHT_BUDGET_RANGE, "insight.budget")?;
+        let pass_interval = dur(
+            self.pass_interval,
+            &file.pass_interval,
+            "insight.pass-interval",
+            DEFAULT_INSIGHT_PASS_INTERVAL,
+        )?;
+        let pass_interval = in_range(
+            pass_interval,
+            INSIGHT_PASS_INTERVAL_RANGE,
+            "insight.pass-interval",
+        )?;
+        let source = match self.source.or_else(|| file.source.clone()).as_deref() {
+            None | Some("master") => InsightSource::Master,
+            Some("replica") => InsightSource::Replica,
+            Some(other) => {
+                return Err(err(
+                    "insight.source",
+                    format!("{other:?}: must be master or replica"),
+                ))
+            }
+        };
+        let separators = self
+            .separators
+            .or_else(|| file.separators.clone())
+            .unwrap_or_else(|| ":".to_string());
+        // Key names are split byte by byte: ASCII punctuation only, so a
+        // separator is never half of a multi-byte character.
+        if separators.is_empty()
+            || separators.len() > 4
+            || !separators.bytes().all(|b| b.is_ascii_punctuation())
+        {
+            return Err(err(
+                "insight.separators",
+                format!("{separators:?}: must be 1 to 4 ASCII punctuation characters"),
+            ));
+        }
+        let max_namespaces = self
+            .max_namespaces
+            .or(file.max_namespaces)
+            .unwrap_or(DEFAULT_INSIGHT_MAX_NAMESPACES);
+        if !(1..=MAX_INSIGHT_NAMESPACES).contains(&max_namespaces) {
+            return Err(err(
+                "insight.max-namespaces",
+                format!("must be between 1 and {MAX_INSIGHT_NAMESPACES}"),
+            ));
+        }
+        let memory_samples = self
+            .memory_samples
+            .or(file.memory_samples)
+            .unwrap_or(DEFAULT_INSIGHT_MEMORY_SAMPLES);
+        if memory_samples > MAX_INSIGHT_MEMORY_SAMPLES {
+            return Err(err(
+                "insight.memory-samples",
+                format!("must be between 0 and {MAX_INSIGHT_MEMORY_SAMPLES}"),
+            ));
+        }
+        Ok(InsightSettings {
+            enabled: self.enabled.or(file.enabled).unwrap_or(false),
+            budget,
+            source,
+            pass_interval,
+            rules: crate::signals::keyspace::NamespaceRules {
+                separators: separators.into_bytes(),
+            },
+            max_namespaces,
+            memory_samples,
+            show_key_names: self.show_key_names.or(file.show_key_names).unwrap_or(false),
         })
     }
 }
@@ -1397,6 +1623,7 @@ fn build_target(
         },
         discovered: false,
         from_sentinel: false,
+        insight: None,
         tls,
     })
 }
@@ -1476,6 +1703,65 @@ mod tests {
         }
         assert_eq!(cfg(&[]).unwrap().poll.group_size, DEFAULT_POLL_GROUP_SIZE);
         assert_eq!(cfg(&["--poll.group-size", "1"]).unwrap().poll.group_size, 1);
+    }
+
+    #[test]
+    fn insight_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.insight.enabled);
+        assert_eq!(c.insight.budget, DEFAULT_INSIGHT_BUDGET);
+        assert_eq!(c.insight.source, InsightSource::Master);
+        assert_eq!(c.insight.rules.separators, b":");
+        let c = cfg(&[
+            "--insight.enabled",
+            "--insight.budget",
+            "500us",
+            "--insight.source",
+            "replica",
+            "--insight.separators",
+            ":/",
+            "--insight.max-namespaces",
+            "50",
+        ])
+        .unwrap();
+        assert!(c.insight.enabled);
+        assert_eq!(c.insight.budget, Duration::from_micros(500));
+        assert_eq!(c.insight.source, InsightSource::Replica);
+        assert_eq!(c.insight.rules.separators, b":/");
+        assert_eq!(c.insight.max_namespaces, 50);
+        for (args, key) in [
+            (&["--insight.budget", "50us"][..], "insight.budget"),
+            (&["--insight.budget", "1s"][..], "insight.budget"),
+            (&["--insight.source", "primary"][..], "insight.source"),
+            (&["--insight.separators", ""][..], "insight.separators"),
+            (&["--insight.separators", "é"][..], "insight.separators"),
+            (&["--insight.separators", "a"][..], "insight.separators"),
+            (
+                &["--insight.max-namespaces", "0"][..],
+                "insight.max-namespaces",
+            ),
+            (
+                &["--insight.max-namespaces", "201"][..],
+                "insight.max-namespaces",
+            ),
+            (
+                &["--insight.memory-samples", "65"][..],
+                "insight.memory-samples",
+            ),
+            (
+                &["--insight.pass-interval", "1s"][..],
+                "insight.pass-interval",
+            ),
+        ] {
+            assert_eq!(cfg(args).unwrap_err().key, key, "{args:?}");
+        }
+        let file = parse_file(
+            "[insight]\nenabled = true\nbudget = \"5ms\"\n\n[[targets]]\naddr = \"h:1\"\ninsight = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.insight.enabled, Some(true));
+        assert_eq!(file.targets[0].insight, Some(false));
+        assert!(parse_file("[insight]\nbudjet = \"5ms\"\n").is_err());
     }
 
     #[test]

@@ -251,6 +251,18 @@ impl Shared {
             .contains_key(addr)
     }
 
+    /// Whether any node may be analysed: `insight.enabled`, or a target
+    /// that enables it for itself (and the nodes found from it).
+    pub fn insight_wanted(&self) -> bool {
+        self.config.insight.enabled || self.config.targets.iter().any(|t| t.insight == Some(true))
+    }
+
+    /// The `/insight` page's data.
+    pub fn insight_view(&self) -> crate::expose::insight::InsightView {
+        let nodes = self.shown();
+        crate::expose::insight::view(&nodes, &self.topology(), self.insight_wanted())
+    }
+
     /// Ready once every node known now has finished one poll, and, with
     /// Sentinels configured, once they have been asked for their groups
     /// (before that the node list is empty, not complete).
@@ -681,6 +693,14 @@ pub async fn run_shared(
             }
         })
     });
+    let insight = shared.insight_wanted().then(|| {
+        tokio::spawn(crate::collect::insight::supervise(
+            shared.clone() as Arc<dyn Fleet>,
+            Arc::new(shared.config.insight.clone()),
+            shared.config.poll.timeout,
+            stop_rx.clone(),
+        ))
+    });
     let http = start_http(listener, shared.clone(), stop_rx);
 
     shutdown.await;
@@ -696,6 +716,9 @@ pub async fn run_shared(
     }
     if let Some(e) = expiry {
         let _ = e.await;
+    }
+    if let Some(i) = insight {
+        let _ = i.await;
     }
     let tasks = shared.stop_all();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {

@@ -2019,3 +2019,30 @@ proptest! {
         let _ = s::event("+switch-master", &text);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Keyspace namespaces (signals::keyspace): any key name, any separators.
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn namespaces_are_bounded_printable_and_stable(
+        key in proptest::collection::vec(any::<u8>(), 0..600),
+        seps in proptest::sample::subsequence(b":/._-|#".to_vec(), 1..4),
+    ) {
+        use redis_vitals::signals::keyspace::{namespace_of, NamespaceRules, MAX_PATTERN_BYTES, MAX_SEGMENTS};
+        let rules = NamespaceRules { separators: seps.clone() };
+        let p = namespace_of(&key, &rules);
+        prop_assert!(p.len() <= MAX_PATTERN_BYTES);
+        prop_assert!(!p.chars().any(char::is_control), "{p:?}");
+        prop_assert_eq!(&p, &namespace_of(&key, &rules));
+        let segments = p.bytes().filter(|b| seps.contains(b)).count() + 1;
+        prop_assert!(segments <= MAX_SEGMENTS + 1, "{p:?}");
+        // A pattern is its own pattern once identifiers are gone: patterns
+        // of printable keys do not drift when re-derived.
+        if key.iter().all(|b| b.is_ascii_graphic()) {
+            prop_assert_eq!(namespace_of(p.as_bytes(), &rules), p.clone());
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! node's text once per poll; it never serves anything.
 
 pub mod discovery;
+pub mod insight;
 pub mod poller;
 pub mod schedule;
 pub mod sentinel;

@@ -207,6 +207,25 @@ families! {
     DiscoveryRefused = "redis_vitals_discovery_refused_total", Counter, "Discovered cluster node addresses not polled, by cluster and reason (not_allowed, link_local, cap); each counted once while listed. Addresses learnt from Sentinel count under their master name.";
     ShardInfo = "redis_vitals_shard_info", Gauge, "Always 1 when the fleet is sharded across replicas; labels index and count (--shard.index, --shard.count).";
     ShardNodes = "redis_vitals_shard_nodes", Gauge, "Nodes in this replica's share (polled and shown here) when the fleet is sharded.";
+    InsightEnabled = "redis_vitals_insight_enabled", Gauge, "1 when the keyspace analyser runs on this node (docs/insight.md).";
+    InsightBudget = "redis_vitals_insight_budget_seconds", Gauge, "Redis time per second of wall time the analyser may use on this node (insight.budget).";
+    InsightRedisSeconds = "redis_vitals_insight_redis_seconds_total", Counter, "Redis time the analyser charged to its budget: its round trips, each at the share of it that INFO commandstats attributes to the analyser's commands.";
+    InsightScannedKeys = "redis_vitals_insight_scanned_keys_total", Counter, "Keys the analyser examined, complete passes or not.";
+    InsightPasses = "redis_vitals_insight_passes_total", Counter, "Complete passes over the node's keyspace.";
+    InsightPassFailures = "redis_vitals_insight_pass_failures_total", Counter, "Passes given up, by reason (the poll reasons).";
+    InsightProgress = "redis_vitals_insight_pass_progress_ratio", Gauge, "Keys examined in the pass in progress over the keys INFO keyspace reported when it started.";
+    InsightLastPassEnd = "redis_vitals_insight_last_pass_end_timestamp_seconds", Gauge, "When the last complete pass ended, in Unix seconds.";
+    InsightLastPassDuration = "redis_vitals_insight_last_pass_duration_seconds", Gauge, "How long the last complete pass took.";
+    InsightKeys = "redis_vitals_insight_keys", Gauge, "Keys seen in the last complete pass.";
+    InsightKeysWithTtl = "redis_vitals_insight_keys_with_ttl", Gauge, "Keys with a TTL in the last complete pass.";
+    InsightMemory = "redis_vitals_insight_memory_bytes", Gauge, "Sum of MEMORY USAGE over the keys of the last complete pass.";
+    InsightEvictable = "redis_vitals_insight_evictable_keys_ratio", Gauge, "Share of keys the node's maxmemory-policy (label policy) may evict: 1 for allkeys-*, the TTL share for volatile-*, 0 for noeviction.";
+    NsKeys = "redis_vitals_insight_namespace_keys", Gauge, "Keys in the namespace (label namespace: the key pattern, identifiers as *; other: the rest).";
+    NsKeysWithTtl = "redis_vitals_insight_namespace_keys_with_ttl", Gauge, "Keys with a TTL in the namespace.";
+    NsMemory = "redis_vitals_insight_namespace_memory_bytes", Gauge, "Sum of MEMORY USAGE of the namespace's keys.";
+    NsTtl = "redis_vitals_insight_namespace_ttl_seconds", Gauge, "Remaining TTL of the namespace's keys with a TTL, at quantiles 0.1, 0.5 and 0.9 (log-bucketed, within 10 %).";
+    NsTypeKeys = "redis_vitals_insight_namespace_type_keys", Gauge, "Keys in the namespace by type (string, list, set, zset, hash, stream, other).";
+    NsLargest = "redis_vitals_insight_namespace_largest_key_bytes", Gauge, "Sizes of the namespace's largest keys by rank (1 is the largest); a key label names them only with insight.show-key-names.";
 }
 
 /// Collects sample lines per family, then writes them in catalogue order.

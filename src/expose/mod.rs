@@ -336,6 +336,15 @@ impl Page {
         if let Some(addr) = ctx.only_addr.as_deref() {
             views.retain(|v| v.node.target.addr == addr);
         }
+        for v in &views {
+            let st = v.node.insight();
+            let policy = v.last.as_ref().and_then(|o| o.info.get("maxmemory_policy"));
+            let labels = [
+                ("addr", v.node.target.addr.as_str()),
+                ("cluster", &*v.cluster),
+            ];
+            crate::expose::insight::render(&mut out, labels, &st, policy);
+        }
 
         // Pieces node by node, then the up-front lines and the process
         // families, each put at its place in page order (by family, node
@@ -1372,6 +1381,7 @@ mod tests {
             cluster: cluster.into(),
             maxclients_override: None,
             config_command: None,
+            insight: None,
             discovered: false,
             from_sentinel: false,
             tls: None,

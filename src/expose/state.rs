@@ -27,7 +27,37 @@ pub const KEPT_AFTER_POLL: &[&str] = &[
     "slave_repl_offset",
     "master_sync_in_progress",
     "master_link_status",
+    // The keyspace analyser and the /insight page (collect/insight.rs,
+    // expose/insight.rs): which copy to read and the policy's fitness.
+    "master_host",
+    "master_port",
+    "maxmemory",
+    "maxmemory_policy",
+    "used_memory",
+    "cluster_enabled",
 ];
+
+/// The analyser's state on one node, kept in its [`NodeState`] and
+/// written by collect/insight.rs.
+///
+#[derive(Debug, Clone, Default)]
+pub struct InsightStatus {
+    /// The analyser runs on this node now.
+    pub active: bool,
+    /// `insight.budget` in seconds per second.
+    pub budget_seconds: f64,
+    /// Round-trip time charged to the budget, in seconds.
+    pub charged_seconds: f64,
+    pub scanned_keys: u64,
+    pub passes: u64,
+    pub failures: BTreeMap<crate::error::Reason, u64>,
+    /// The pass in progress: keys examined over keys expected.
+    pub progress: Option<f64>,
+    /// Why the last pass that ended was given up; `None` when it completed.
+    pub last_failure: Option<crate::error::Reason>,
+    /// The last complete pass.
+    pub report: Option<Arc<crate::signals::keyspace::KeyspaceReport>>,
+}
 
 /// One successful poll of a node.
 #[derive(Debug, Clone)]
@@ -165,6 +195,9 @@ pub struct NodeState {
     /// small INFO and the cluster commands, for the topology only. Always
     /// true without sharding.
     owned: AtomicBool,
+    /// The keyspace analyser's state (collect/insight.rs); apart from
+    /// `status` so that a pass never holds the poll's lock.
+    insight: Mutex<InsightStatus>,
 }
 
 impl NodeState {
@@ -177,7 +210,13 @@ impl NodeState {
             target,
             status: Mutex::new(status),
             owned: AtomicBool::new(true),
+            insight: Mutex::default(),
         }
+    }
+
+    /// Locks the analyser's state; the same rule as [`NodeState::status`].
+    pub fn insight(&self) -> MutexGuard<'_, InsightStatus> {
+        self.insight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// See [`NodeState::owned`](Self).

@@ -231,10 +231,11 @@ impl Info {
         self.fields.len()
     }
 
-    /// Keeps only the plain fields named in `keep` and the replica lines,
-    /// and drops the rest (sections, keyspace, command, latency and error
-    /// stats): what outlives a poll, without the ~7 KB per node that the
-    /// whole reply takes (see `state::KEPT_AFTER_POLL`).
+    /// Keeps only the plain fields named in `keep`, the replica lines and
+    /// the keyspace lines (one per database: the /insight page and shard
+    /// balance read them), and drops the rest (sections, command, latency
+    /// and error stats): what outlives a poll, without the ~7 KB per node
+    /// that the whole reply takes (see `state::KEPT_AFTER_POLL`).
     pub fn retain_fields(&mut self, keep: &[&str]) {
         let mut small = Info::default();
         {
@@ -264,6 +265,8 @@ impl Info {
         small.build_index();
         small.replicas = std::mem::take(&mut self.replicas);
         small.replicas.shrink_to_fit();
+        small.keyspace = std::mem::take(&mut self.keyspace);
+        small.keyspace.shrink_to_fit();
         *self = small;
     }
 }

@@ -199,14 +199,29 @@ impl Conn {
     pub async fn send(&mut self, args: &[&[u8]]) -> Result<(), PollError> {
         let mut request = Vec::with_capacity(64);
         resp::encode(args, &mut request);
+        self.write_request(&request).await
+    }
+
+    async fn write_request(&mut self, request: &[u8]) -> Result<(), PollError> {
         self.stream
-            .write_all(&request)
+            .write_all(request)
             .await
             .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))?;
         self.stream
             .flush()
             .await
             .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))
+    }
+
+    /// Sends several commands in one write (a pipeline); their replies are
+    /// read one by one with [`Conn::read_one`]. The keyspace analyser asks
+    /// three questions of each of a hundred keys per round trip.
+    pub async fn send_many(&mut self, commands: &[Vec<&[u8]>]) -> Result<(), PollError> {
+        let mut request = Vec::with_capacity(48 * commands.len());
+        for args in commands {
+            resp::encode(args, &mut request);
+        }
+        self.write_request(&request).await
     }
 
     /// Reads the next reply or push, at most `max_bytes` long, and keeps

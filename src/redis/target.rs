@@ -62,6 +62,9 @@ pub struct Target {
     /// `collect::sentinel`, and Redis Cluster discovery leaves it alone
     /// (a Sentinel group named like a cluster must not lose its nodes).
     pub from_sentinel: bool,
+    /// A `[[targets]]` entry's `insight`: overrides `insight.enabled` for
+    /// this target and every node found from it.
+    pub insight: Option<bool>,
     /// TLS settings for `rediss://` targets.
     pub tls: Option<crate::redis::tls::TlsClient>,
 }

@@ -139,11 +139,13 @@ fn truncate_pattern(out: &mut String) {
 fn push_segment(out: &mut String, seg: &[u8]) {
     // A whole hash tag around an identifier is the identifier:
     // `{123}` is `*`, as `user:{123}:profile` means `user:*:profile`.
-    if seg.len() > 2 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' {
-        if is_id(&seg[1..seg.len() - 1]) {
-            out.push('*');
-            return;
-        }
+    if seg.len() > 2
+        && seg[0] == b'{'
+        && seg[seg.len() - 1] == b'}'
+        && is_id(&seg[1..seg.len() - 1])
+    {
+        out.push('*');
+        return;
     }
     // A tag that spans separators leaves braces on the segments at its ends
     // (`{user:123}` gives `{user` and `123}`): keep them around the class.
@@ -195,8 +197,7 @@ fn is_id(s: &[u8]) -> bool {
     }
     s.len() >= 20
         && has_digit
-        && s
-            .iter()
+        && s.iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }
 
@@ -344,7 +345,8 @@ impl NamespaceAcc {
             }
         }
         self.largest.extend(o.largest);
-        self.largest.sort_by(|a, b| b.0.cmp(&a.0));
+        self.largest
+            .sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
         self.largest.truncate(LARGEST_KEYS);
     }
 
@@ -449,7 +451,9 @@ impl PassBuilder {
         let acc = if pattern == OTHER || (!room && !self.tracked.contains_key(&pattern)) {
             &mut self.other
         } else {
-            self.tracked.entry(pattern).or_insert_with(NamespaceAcc::new)
+            self.tracked
+                .entry(pattern)
+                .or_insert_with(NamespaceAcc::new)
         };
         acc.add(sample, self.show_names);
     }
@@ -603,10 +607,7 @@ mod tests {
         assert_eq!(ns("user:{123}:profile"), "user:*:profile");
         assert_eq!(ns("user:{456}:profile"), "user:*:profile");
         assert_eq!(ns("user:42:cart"), "user:*:cart");
-        assert_eq!(
-            ns("sess:6f1c2a8e-1b2c-4d5e-8f90-0123456789ab"),
-            "sess:*"
-        );
+        assert_eq!(ns("sess:6f1c2a8e-1b2c-4d5e-8f90-0123456789ab"), "sess:*");
         assert_eq!(ns("blob:d41d8cd98f00b204e9800998ecf8427e"), "blob:*");
         assert_eq!(ns("tok:Ab3_dE9-fGh1jK2lMn4pQ"), "tok:*");
         assert_eq!(ns("session12345"), "session*");
@@ -662,7 +663,10 @@ mod tests {
         let names: Vec<&str> = r.namespaces.iter().map(|n| n.pattern.as_str()).collect();
         assert_eq!(names, ["big:*", "user:*:p", OTHER]);
         let user = &r.namespaces[1];
-        assert_eq!((user.keys, user.keys_with_ttl, user.memory_bytes), (100, 90, 10_000));
+        assert_eq!(
+            (user.keys, user.keys_with_ttl, user.memory_bytes),
+            (100, 90, 10_000)
+        );
         assert!((user.ttl_share() - 0.9).abs() < 1e-9);
         assert_eq!(user.types, vec![(KeyType::Hash, 100)]);
         let median = user.ttl_quantiles[1].1;
@@ -670,7 +674,10 @@ mod tests {
         assert_eq!(r.keys, 111);
         assert_eq!(r.memory_bytes, 100_000 + 10_000 + 10);
         assert_eq!(r.namespaces[0].largest.len(), LARGEST_KEYS);
-        assert!(r.namespaces[0].largest.iter().all(|(b, n)| *b == 10_000 && n.is_none()));
+        assert!(r.namespaces[0]
+            .largest
+            .iter()
+            .all(|(b, n)| *b == 10_000 && n.is_none()));
     }
 
     #[test]
@@ -678,7 +685,10 @@ mod tests {
         let mut b = PassBuilder::new(NamespaceRules::default(), true);
         for i in 0..(MAX_TRACKED + 100) {
             // Letters only, so that no name is an identifier.
-            let name: String = format!("{i:04}").bytes().map(|d| (b'a' + d - b'0') as char).collect();
+            let name: String = format!("{i:04}")
+                .bytes()
+                .map(|d| (b'a' + d - b'0') as char)
+                .collect();
             b.add(&sample(&format!("{name}:a"), KeyType::String, None, 1));
         }
         assert!(b.tracked.len() <= MAX_TRACKED);
@@ -708,10 +718,16 @@ mod tests {
         assert_eq!(evictable_ratio("noeviction", 10, 10), Some(0.0));
         assert_eq!(evictable_ratio("volatile-lru", 0, 0), None);
         use PolicyVerdict::*;
-        assert_eq!(policy_verdict("volatile-lru", 100, 95, Some(0.05)), VolatileWithoutTtls);
+        assert_eq!(
+            policy_verdict("volatile-lru", 100, 95, Some(0.05)),
+            VolatileWithoutTtls
+        );
         assert_eq!(policy_verdict("volatile-lru", 100, 95, Some(0.95)), Fit);
         assert_eq!(policy_verdict("volatile-lru", 100, 95, None), Fit);
-        assert_eq!(policy_verdict("noeviction", 100, 95, None), NoEvictionNearFull);
+        assert_eq!(
+            policy_verdict("noeviction", 100, 95, None),
+            NoEvictionNearFull
+        );
         assert_eq!(policy_verdict("noeviction", 100, 50, None), Fit);
         assert_eq!(policy_verdict("allkeys-lru", 0, 50, Some(0.0)), NoMaxmemory);
     }
