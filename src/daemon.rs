@@ -488,7 +488,7 @@ impl Shared {
     }
 
     pub fn landing_page(&self) -> String {
-        use crate::web::html_escape;
+        use crate::web::html::html_escape;
         let mut rows = String::new();
         for n in self.shown() {
             let st = n.status();
@@ -518,7 +518,7 @@ impl Shared {
 
     /// The landing page's section on refused addresses (empty when none).
     fn refused_section(&self) -> String {
-        use crate::web::html_escape;
+        use crate::web::html::html_escape;
         let (mut shown, mut total) = self
             .refused
             .current(crate::collect::discovery::SHOWN_ON_PAGE);

@@ -23,7 +23,7 @@ use crate::expose::insight::{ClusterView, InsightView, NodeView, ShardView};
 use crate::signals::keyspace::{
     KeyspaceReport, NamespaceStats, PolicyVerdict, LARGEST_KEYS, OTHER, TTL_QUANTILES,
 };
-use crate::web::html_escape;
+use crate::web::html::html_escape;
 
 /// The policy the page states in a `<meta>` element: every fetch refused
 /// (`default-src 'none'` covers scripts, fonts, frames, connections), the

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod guard;
+pub mod html;
 pub mod insight;
 pub mod pages;
 pub mod slots;
@@ -649,22 +650,6 @@ fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &
     }
     server.shared.scraped(&addr);
     metrics(server, track, req, Some(addr))
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
