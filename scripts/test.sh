@@ -6,7 +6,8 @@
 # (a real HTTPS client for the web-config tests), buildah (builds the
 # container image, tests/image.rs) and systemd (systemd-analyze for the
 # unit), prometheus-redis-exporter (the peer, for the side-by-side and
-# parity tests of the drop-in promise). From PyPI, a pinned kubernetes-validate (schemas of the core
+# parity tests of the drop-in promise), chromium (headless, loads the
+# /insight page, tests/insight_page.rs). From PyPI, a pinned kubernetes-validate (schemas of the core
 # Kubernetes kinds; it brings jsonschema and PyYAML, which check the
 # Prometheus Operator kinds). kubectl comes with the machine image; without
 # it the Kubernetes tests say they skip (and fail under CI=true).
@@ -22,6 +23,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ -x /usr/bin/prometheus-redis-exporter ] || need+=(prometheus-redis-exporter)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -488,7 +488,7 @@ impl Shared {
     }
 
     pub fn landing_page(&self) -> String {
-        use crate::web::html_escape;
+        use crate::web::html::html_escape;
         let mut rows = String::new();
         for n in self.shown() {
             let st = n.status();
@@ -509,7 +509,7 @@ impl Shared {
         let refused = self.refused_section();
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>redis-vitals</title></head><body>\n\
-             <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/sd\">Service discovery</a> · \
+             <h1>redis-vitals {}</h1>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/insight\">Cache insight</a> · <a href=\"/sd\">Service discovery</a> · \
              <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a></p>\n\
              <table border=\"1\" cellpadding=\"4\"><tr><th>Node</th><th>Cluster</th><th>State</th><th>Detail</th></tr>\n{rows}</table>\n{refused}</body></html>\n",
             env!("CARGO_PKG_VERSION")
@@ -518,7 +518,7 @@ impl Shared {
 
     /// The landing page's section on refused addresses (empty when none).
     fn refused_section(&self) -> String {
-        use crate::web::html_escape;
+        use crate::web::html::html_escape;
         let (mut shown, mut total) = self
             .refused
             .current(crate::collect::discovery::SHOWN_ON_PAGE);
@@ -641,6 +641,9 @@ impl crate::web::Site for Shared {
     }
     fn landing_page(&self) -> String {
         Shared::landing_page(self)
+    }
+    fn insight(&self) -> crate::expose::insight::InsightView {
+        Shared::insight_view(self)
     }
 }
 

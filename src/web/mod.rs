@@ -6,6 +6,7 @@
 //! - `guard.rs`: per-source rate limits and password-failure slowing.
 //! - `pages.rs`: rendered pages shared between connections, memory bound.
 //! - `config.rs`: `--web.config.file` (TLS, basic auth, headers, reload).
+//! - `insight.rs`: the `/insight` report page (HTML, no script).
 //!
 //! The strictness a scrape endpoint can afford: GET and HEAD only (405),
 //! no request bodies beyond a small one thrown away (413, 501 for
@@ -15,6 +16,8 @@
 
 pub mod config;
 pub mod guard;
+pub mod html;
+pub mod insight;
 pub mod pages;
 pub mod slots;
 
@@ -114,6 +117,8 @@ pub trait Site: Send + Sync + 'static {
     fn service_discovery(&self) -> String;
     /// `/`: the landing page.
     fn landing_page(&self) -> String;
+    /// `/insight`: the nodes' last keyspace reports, policies and shards.
+    fn insight(&self) -> crate::expose::insight::InsightView;
 }
 
 /// What every connection of one server shares.
@@ -122,7 +127,17 @@ struct Server {
     slots: Arc<Slots>,
     guard: Guard,
     pages: Pages,
+    /// The last `/insight` page and when it was rendered (see
+    /// [`INSIGHT_PAGE_REUSE`]).
+    insight: std::sync::Mutex<Option<(std::time::Instant, Bytes)>>,
 }
+
+/// How long a rendered `/insight` page answers every request: a page of a
+/// 4096-node fleet takes ~150 ms to render on the HTTP thread, and without
+/// reuse any client allowed in could keep that thread busy with it and
+/// delay the scrapes. Reports change once per pass (minutes); a second
+/// of reuse costs nothing in freshness.
+const INSIGHT_PAGE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Accepts connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<dyn Site>, mut stop: watch::Receiver<bool>) {
@@ -131,6 +146,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<dyn Site>, mut stop: watch
         slots: Arc::new(Slots::default()),
         guard: Guard::default(),
         pages: Pages::default(),
+        insight: std::sync::Mutex::new(None),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -503,8 +519,40 @@ fn route(server: &Server, track: &Arc<Track>, req: &Request<Incoming>) -> Answer
             shared.service_discovery(),
         ),
         "/scrape" => scrape(server, track, req, query),
+        "/insight" => insight_page(server),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `/insight`, sent with its Content-Security-Policy (see
+/// `insight::PAGE_POLICY` for why this one) and without caching: with
+/// `insight.show-key-names` it names keys.
+fn insight_page(server: &Server) -> Answer {
+    let body = {
+        let mut cached = server.insight.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((at, page)) if at.elapsed() < INSIGHT_PAGE_REUSE => page.clone(),
+            _ => {
+                let page = Bytes::from(insight::render(&server.shared.insight()));
+                *cached = Some((std::time::Instant::now(), page.clone()));
+                page
+            }
+        }
+    };
+    let mut a = owned(StatusCode::OK, "text/html; charset=utf-8", String::new());
+    a.body = body;
+    a.headers.extend([
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(insight::CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]);
+    a
 }
 
 /// A metric page, shared with the other connections sending the same
@@ -621,22 +669,6 @@ fn scrape(server: &Server, track: &Arc<Track>, req: &Request<Incoming>, query: &
     }
     server.shared.scraped(&addr);
     metrics(server, track, req, Some(addr))
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! part of it.
 #![allow(dead_code)]
 
+/// Headless Chromium, for the page tests.
+pub mod chromium;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
