@@ -597,8 +597,11 @@ pub struct InsightSettings {
 }
 
 /// Default `insight.budget`: 2 ms of Redis time per second is 0.2 % of one
-/// Redis core, invisible next to a cache's own load, and still walks
-/// 100 000 keys in a few minutes (BENCHMARKS.md, "Cache insight").
+/// Redis core, invisible next to a cache's own load (the figure).
+/// At the 7-10 us per key a busy server shows, a pass over 200 000 keys
+/// takes 12-17 min; on an idle VM commandstats counts up to 30 times more
+/// per key and passes take hours (BENCHMARKS.md, "Cache insight"): raise
+/// it there, or accept the slower report.
 pub const DEFAULT_INSIGHT_BUDGET: Duration = Duration::from_millis(2);
 /// `insight.budget` bounds: below 100 us a pass never ends on a real
 /// keyspace; above 500 ms the analyser would take half a Redis core.
