@@ -248,13 +248,13 @@ pub struct Flags {
     #[arg(long = "insight.pass-interval", value_parser = parse_duration_arg)]
     pub insight_pass_interval: Option<Duration>,
     /// Characters that split key names into namespace segments, 1 to 4 ASCII punctuation
-    /// characters (default ":").
+    /// characters other than { } * (default ":").
     #[arg(long = "insight.separators")]
     pub insight_separators: Option<String>,
     /// Namespaces reported per node, 1 to 200; the rest are summed as "other" (default 20).
     #[arg(long = "insight.max-namespaces")]
     pub insight_max_namespaces: Option<usize>,
-    /// SAMPLES given to MEMORY USAGE, 0 to 64 (default 5).
+    /// SAMPLES given to MEMORY USAGE, 1 to 64 (default 5).
     #[arg(long = "insight.memory-samples")]
     pub insight_memory_samples: Option<u32>,
     /// Name the largest keys in the `key` label and on /insight (default false: key names
@@ -1404,13 +1404,19 @@ impl InsightFlags {
             .unwrap_or_else(|| ":".to_string());
         // Key names are split byte by byte: ASCII punctuation only, so a
         // separator is never half of a multi-byte character.
+        // `{` and `}` would cut hash tags apart, `*` is what identifiers
+        // become: none of them may separate.
         if separators.is_empty()
             || separators.len() > 4
-            || !separators.bytes().all(|b| b.is_ascii_punctuation())
+            || !separators
+                .bytes()
+                .all(|b| b.is_ascii_punctuation() && !b"{}*".contains(&b))
         {
             return Err(err(
                 "insight.separators",
-                format!("{separators:?}: must be 1 to 4 ASCII punctuation characters"),
+                format!(
+                    "{separators:?}: must be 1 to 4 ASCII punctuation characters, not {{, }} or *"
+                ),
             ));
         }
         let max_namespaces = self
@@ -1427,10 +1433,12 @@ impl InsightFlags {
             .memory_samples
             .or(file.memory_samples)
             .unwrap_or(DEFAULT_INSIGHT_MEMORY_SAMPLES);
-        if memory_samples > MAX_INSIGHT_MEMORY_SAMPLES {
+        // SAMPLES 0 walks every element: one key of millions of elements
+        // would block Redis for seconds before pacing could see it.
+        if !(1..=MAX_INSIGHT_MEMORY_SAMPLES).contains(&memory_samples) {
             return Err(err(
                 "insight.memory-samples",
-                format!("must be between 0 and {MAX_INSIGHT_MEMORY_SAMPLES}"),
+                format!("must be between 1 and {MAX_INSIGHT_MEMORY_SAMPLES}"),
             ));
         }
         Ok(InsightSettings {
@@ -1751,6 +1759,12 @@ mod tests {
                 &["--insight.memory-samples", "65"][..],
                 "insight.memory-samples",
             ),
+            (
+                &["--insight.memory-samples", "0"][..],
+                "insight.memory-samples",
+            ),
+            (&["--insight.separators", ":{"][..], "insight.separators"),
+            (&["--insight.separators", "*"][..], "insight.separators"),
             (
                 &["--insight.pass-interval", "1s"][..],
                 "insight.pass-interval",

@@ -318,6 +318,10 @@ fn a_rich_synthetic_report_renders_cleanly_in_a_browser() {
     let shot = artifact("insight-synthetic.png");
     let got = chromium::load(&format!("file://{}", file.display()), Some(&shot)).unwrap();
     println!("page: {}\nscreenshot: {}", file.display(), shot.display());
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 0),
+        "no screenshot"
+    );
     assert_clean("synthetic /insight", &got);
     let dom = &got.dom;
     for want in [
@@ -364,8 +368,10 @@ fn fill(redis: &common::RedisServer) {
         for i = 1, 150 do redis.call('HSET', 'cart:' .. i, 'item', i, 'qty', 1) \
           redis.call('EXPIRE', 'cart:' .. i, 3600) end \
         for i = 1, 100 do redis.call('SET', 'session:' .. i, 'token', 'EX', 600) end \
+        redis.call('SET', 'user:alice@example.com', 'x') \
+        redis.call('SET', 'session:john.doe', 'x') \
         return redis.call('DBSIZE')";
-    assert_eq!(redis.cli(&["EVAL", script, "0"]), "450");
+    assert_eq!(redis.cli(&["EVAL", script, "0"]), "452");
 }
 
 #[test]
@@ -406,7 +412,17 @@ fn the_daemons_insight_page_shows_a_real_keyspace() {
     let shot = artifact("insight.png");
     let got = chromium::load(&format!("http://{}/insight", d.addr), Some(&shot)).unwrap();
     println!("screenshot: {}", shot.display());
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 0),
+        "no screenshot"
+    );
     assert_clean("the daemon's /insight", &got);
+    // Key names stay out without insight.show-key-names, also where the
+    // namespace rules find no identifier in a key.
+    for secret in ["alice", "john.doe"] {
+        assert!(!got.dom.contains(secret), "the page names a key: {secret}");
+        assert!(!body.contains(secret), "the page names a key: {secret}");
+    }
     for want in [
         "user:*:profile",
         "cart:*",

@@ -46,7 +46,8 @@ const FIRST_PASS_SPREAD: Duration = Duration::from_secs(5);
 /// end (a hostile or broken server): a multiple of what the keys INFO
 /// reported need, plus room for sparse hash tables after mass deletions.
 fn max_scan_calls(expected_keys: u64) -> u64 {
-    (expected_keys / SCAN_COUNT as u64)
+    // A server may claim any count; 2^32 keys is past any real node.
+    (expected_keys.min(1 << 32) / SCAN_COUNT as u64)
         .saturating_mul(16)
         .saturating_add(10_000)
 }
@@ -62,7 +63,7 @@ pub async fn supervise(
     let mut running: HashMap<String, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
     loop {
         let nodes = fleet.nodes();
-        let (chosen, unknown) = choose(&nodes, &settings);
+        let (chosen, unknown) = choose(&nodes, &settings, &|a| running.contains_key(a));
         running.retain(|addr, (tx, task)| {
             // A node down for a moment keeps its analyser and its report: a
             // pass of millions of keys is not thrown away for a failed poll
@@ -113,27 +114,33 @@ pub async fn supervise(
 }
 
 /// The nodes to analyse: enabled (globally or by their target), owned by
-/// this replica, up, and of the chosen role; for replicas, one per master
-/// (the lowest address among its replicas that are up). Second, the
-/// enabled nodes whose role is not known now (down): left as they are.
+/// this replica, up, and of the chosen role; for replicas, one per master:
+/// the one analysed already (`running`) while it is up, else the lowest
+/// address among its replicas that are up, chosen among every node known
+/// (owned or not, so that two exporter replicas sharing a fleet pick the
+/// same one) and analysed where it is owned. Second, the enabled owned
+/// nodes whose role is not known now (down): left as they are.
 pub fn choose(
     nodes: &[Arc<NodeState>],
     settings: &InsightSettings,
+    running: &dyn Fn(&str) -> bool,
 ) -> (Vec<Arc<NodeState>>, Vec<Arc<NodeState>>) {
     let mut unknown = Vec::new();
     let mut masters = Vec::new();
     let mut replicas: BTreeMap<String, Arc<NodeState>> = BTreeMap::new();
     for n in nodes {
-        if !n.target.insight.unwrap_or(settings.enabled) || !n.owned() {
+        if !n.target.insight.unwrap_or(settings.enabled) {
             continue;
         }
         let st = n.status();
         let Some(obs) = &st.last else {
-            unknown.push(n.clone());
+            if n.owned() {
+                unknown.push(n.clone());
+            }
             continue;
         };
         match obs.info.get("role") {
-            Some("master") => masters.push(n.clone()),
+            Some("master") if n.owned() => masters.push(n.clone()),
             Some("slave") => {
                 let master = format!(
                     "{}:{}",
@@ -141,7 +148,14 @@ pub fn choose(
                     obs.info.get("master_port").unwrap_or("")
                 );
                 let best = replicas.entry(master).or_insert_with(|| n.clone());
-                if n.target.addr < best.target.addr {
+                // Sticky: a pass in progress is not thrown away because a
+                // replica with a lower address came (back) up.
+                let better = match (running(&n.target.addr), running(&best.target.addr)) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => n.target.addr < best.target.addr,
+                };
+                if better {
                     *best = n.clone();
                 }
             }
@@ -150,7 +164,7 @@ pub fn choose(
     }
     let chosen = match settings.source {
         InsightSource::Master => masters,
-        InsightSource::Replica => replicas.into_values().collect(),
+        InsightSource::Replica => replicas.into_values().filter(|n| n.owned()).collect(),
     };
     (chosen, unknown)
 }
@@ -239,7 +253,9 @@ struct Pacer {
     last_usec: Option<u64>,
     /// Round-trip seconds of batches since then.
     round_trips: f64,
-    calibrated_at: tokio::time::Instant,
+    /// Seconds charged for those batches.
+    charged: f64,
+    next_calibration: tokio::time::Instant,
     calibrations: u32,
 }
 
@@ -265,7 +281,8 @@ impl Pacer {
             share: 1.0,
             last_usec: None,
             round_trips: 0.0,
-            calibrated_at: now,
+            charged: 0.0,
+            next_calibration: now,
             calibrations: 0,
         }
     }
@@ -278,7 +295,9 @@ impl Pacer {
     /// the Redis time charged, in seconds.
     fn charge(&mut self, started: tokio::time::Instant, took: Duration) -> f64 {
         self.round_trips += took.as_secs_f64();
-        self.charge_at(started, took.as_secs_f64() * self.share)
+        let seconds = took.as_secs_f64() * self.share;
+        self.charged += seconds;
+        self.charge_at(started, seconds)
     }
 
     /// Charges `seconds` in full.
@@ -288,28 +307,47 @@ impl Pacer {
     }
 
     fn calibration_due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next_calibration
+    }
+
+    /// Takes a commandstats reading (the sum of our commands' usec; `None`
+    /// when commandstats says nothing of them). Learns the share, and pays
+    /// back at once what the last window used beyond what it was charged
+    /// (the share learnt from the window before was too low): the budget
+    /// holds over every window, not only on average. Returns the seconds
+    /// paid back.
+    fn calibrate(&mut self, usec: Option<u64>) -> f64 {
+        let now = tokio::time::Instant::now();
+        let mut paid = 0.0;
+        match (self.last_usec, usec) {
+            // A counter that went back (CONFIG RESETSTAT, a restart) says
+            // nothing of the window: a new baseline, the share kept.
+            (Some(prev), Some(usec)) if usec >= prev && self.round_trips > 0.0 => {
+                let used = (usec - prev) as f64 / 1e6;
+                self.share = (used / self.round_trips).clamp(MIN_SHARE, 1.0);
+                let excess = used - self.charged;
+                if excess > 0.0 {
+                    self.next = self.next.max(now) + Duration::from_secs_f64(excess / self.budget);
+                    paid = excess;
+                }
+            }
+            _ => {}
+        }
+        if usec.is_some() {
+            self.last_usec = usec;
+            self.calibrations = self.calibrations.saturating_add(1);
+        }
+        self.round_trips = 0.0;
+        self.charged = 0.0;
         // The first share is learnt after a second: until then whole round
         // trips are charged, and a pass should not crawl for long.
-        let every = if self.calibrations < 2 {
+        let every = if usec.is_some() && self.calibrations < 2 {
             FIRST_CALIBRATION
         } else {
             CALIBRATE_EVERY
         };
-        self.last_usec.is_none() || self.calibrated_at.elapsed() >= every
-    }
-
-    /// Takes a commandstats reading (the sum of our commands' usec).
-    fn calibrate(&mut self, usec: u64) {
-        if let Some(prev) = self.last_usec {
-            if self.round_trips > 0.0 {
-                let used = usec.saturating_sub(prev) as f64 / 1e6;
-                self.share = (used / self.round_trips).clamp(MIN_SHARE, 1.0);
-            }
-        }
-        self.last_usec = Some(usec);
-        self.calibrations = self.calibrations.saturating_add(1);
-        self.round_trips = 0.0;
-        self.calibrated_at = tokio::time::Instant::now();
+        self.next_calibration = now + every;
+        paid
     }
 }
 
@@ -362,7 +400,9 @@ async fn pass(
     if cluster {
         // A cluster replica answers keyed commands only after READONLY
         // (else MOVED to its master); harmless on a master.
-        let r = conn.query(&[b"READONLY"]).await?;
+        let r = tokio::time::timeout(timeout, conn.query(&[b"READONLY"]))
+            .await
+            .map_err(|_| deadline("READONLY"))??;
         if let Reply::Error(e) = r {
             return Err(PollError::from_error_reply(&e));
         }
@@ -382,7 +422,9 @@ async fn pass(
             continue;
         }
         let index = index.to_string();
-        let r = conn.query(&[b"SELECT", index.as_bytes()]).await?;
+        let r = tokio::time::timeout(timeout, conn.query(&[b"SELECT", index.as_bytes()]))
+            .await
+            .map_err(|_| deadline("SELECT"))??;
         conn.end_poll();
         if let Reply::Error(e) = r {
             return Err(PollError::from_error_reply(&e));
@@ -403,13 +445,10 @@ async fn pass(
                     .await
                     .map_err(|_| deadline("INFO commandstats"))??;
                 let charged = pacer.charge_at(t0, t0.elapsed().as_secs_f64());
-                node.insight().charged_seconds += charged;
-                match usec {
-                    Some(usec) => pacer.calibrate(usec),
-                    // Nothing to learn from: keep charging whole round
-                    // trips, and do not ask again before the interval.
-                    None => pacer.calibrated_at = tokio::time::Instant::now(),
-                }
+                // Without a reading the share stays (whole round trips at
+                // first), and INFO is not asked again before the interval.
+                let paid = pacer.calibrate(usec);
+                node.insight().charged_seconds += charged + paid;
                 pacer.wait().await;
             }
             let t0 = tokio::time::Instant::now();
@@ -532,10 +571,20 @@ pub fn key_sample<'a>(
 ) -> Result<Option<KeySample<'a>>, PollError> {
     let bad = |what: &str| PollError::new(Reason::Protocol, format!("{what} reply is not valid"));
     for r in [&kind, &ttl, &bytes] {
-        if let Reply::Error(e) = r {
+        if let Reply::Error(_) = r {
             return match r.error_code() {
                 Some("MOVED" | "ASK" | "TRYAGAIN") => Ok(None),
-                _ => Err(PollError::from_error_reply(e)),
+                // The code only: the rest of the line may quote the
+                // command's arguments, the key name among them (Redis 6.2+
+                // "unknown command ... with args beginning with"), and the
+                // reason is logged.
+                code => {
+                    let code = code.unwrap_or("ERR");
+                    Err(PollError::new(
+                        Reason::from_error_code(code),
+                        format!("{code} error reply to a key's TYPE, PTTL or MEMORY USAGE"),
+                    ))
+                }
             };
         }
     }
@@ -628,21 +677,55 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         assert_eq!(p.charge(t0, Duration::from_millis(1)), 0.001);
         assert_eq!(p.next - t0, Duration::from_millis(500));
-        // commandstats says the server spent a fifth of the round trips.
-        p.calibrate(1000);
+        // A baseline, then commandstats says the server spent a fifth of
+        // the round trips.
+        p.calibrate(Some(1000));
         p.charge(t0, Duration::from_millis(10));
-        p.calibrate(3000);
+        assert_eq!(p.calibrate(Some(3000)), 0.0);
         assert!((p.share - 0.2).abs() < 1e-9);
         let charged = p.charge(t0, Duration::from_millis(1));
         assert!((charged - 0.0002).abs() < 1e-12);
         assert_eq!(p.next - t0, Duration::from_millis(100));
-        // A reset counter or others' calls never take it below the floor
-        // nor above whole round trips.
+        // The next window used more than the share charged: paid back.
+        let before = p.next;
+        let paid = p.calibrate(Some(3000 + 1200));
+        assert!((paid - 0.001).abs() < 1e-9, "{paid}");
+        assert!(p.next >= before + Duration::from_millis(499));
+        // A reset counter is a new baseline: the share stays.
         p.charge(t0, Duration::from_millis(10));
-        p.calibrate(0);
+        let share = p.share;
+        assert_eq!(p.calibrate(Some(0)), 0.0);
+        assert_eq!(p.share, share);
+        // Never below the floor nor above whole round trips.
+        p.charge(t0, Duration::from_millis(10));
+        p.calibrate(Some(0));
         assert_eq!(p.share, MIN_SHARE);
         p.charge(t0, Duration::from_millis(1));
-        p.calibrate(1_000_000);
+        p.calibrate(Some(1_000_000));
         assert_eq!(p.share, 1.0);
+    }
+
+    #[test]
+    fn no_reading_means_no_info_before_the_interval() {
+        let mut p = Pacer::new(Duration::from_millis(2));
+        assert!(p.calibration_due());
+        p.calibrate(None);
+        assert!(!p.calibration_due());
+        assert_eq!(p.share, 1.0);
+    }
+
+    #[test]
+    fn key_errors_do_not_quote_the_key() {
+        let e = key_sample(
+            b"alice@example.com",
+            Reply::Status("string".into()),
+            Reply::Int(-1),
+            Reply::Error(
+                "ERR unknown command 'MEMORY', with args beginning with: 'USAGE' 'alice@example.com'"
+                    .into(),
+            ),
+        )
+        .unwrap_err();
+        assert!(!e.detail.contains("alice"), "{e}");
     }
 }

@@ -337,7 +337,15 @@ impl Page {
             views.retain(|v| v.node.target.addr == addr);
         }
         for v in &views {
-            let st = v.node.insight();
+            // A copy (the report is shared), so that rendering does not
+            // hold the lock the analyser takes after every batch.
+            let st = v.node.insight().clone();
+            if v.last.is_none() && st.report.is_some() {
+                // Down (or stale): its last report stays on /insight, but
+                // its series go, as its INFO series do, so that sums over
+                // a cluster do not count a failed master's keys twice.
+                continue;
+            }
             let policy = v.last.as_ref().and_then(|o| o.info.get("maxmemory_policy"));
             let labels = [
                 ("addr", v.node.target.addr.as_str()),

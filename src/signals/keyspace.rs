@@ -22,6 +22,14 @@ pub const MAX_PATTERN_BYTES: usize = 128;
 pub const MAX_TRACKED: usize = 512;
 /// Largest keys remembered per namespace.
 pub const LARGEST_KEYS: usize = 5;
+/// Fewest keys a reported namespace holds; smaller ones are summed into
+/// `other`. A pattern is a key name wherever the rules find no identifier
+/// in it (`session:john.doe` has none they know), and a pattern shared by
+/// ten keys names a key design rather than one person's key.
+pub const MIN_KEYS_PER_NAMESPACE: u64 = 10;
+/// Longest segment kept as text: a longer one is data (a serialized
+/// argument, a URL), not a name in a key design.
+pub const MAX_SEGMENT_BYTES: usize = 48;
 /// The namespace everything beyond the reported ones is summed into.
 pub const OTHER: &str = "other";
 /// Remaining-TTL quantiles reported per namespace.
@@ -188,6 +196,10 @@ fn is_id(s: &[u8]) -> bool {
     if s.is_empty() {
         return false;
     }
+    // E-mail addresses, free text and data are not names of a design.
+    if s.len() > MAX_SEGMENT_BYTES || s.iter().any(|b| *b == b'@' || b.is_ascii_whitespace()) {
+        return true;
+    }
     let has_digit = s.iter().any(|b| b.is_ascii_digit());
     if s.iter().all(|b| b.is_ascii_digit()) || is_uuid(s) {
         return true;
@@ -224,20 +236,21 @@ pub struct KeySample<'a> {
 /// second; bucket 0 holds TTLs under a second. A quantile is the bucket's
 /// geometric middle, within 10 % of the true value.
 const TTL_BUCKET_RATIO: f64 = 1.2;
-/// 100 buckets reach 1.2^99 s, past 60 years: every TTL a cache sets.
-const TTL_BUCKETS: usize = 100;
+/// 130 buckets reach 1.2^129 s, about 500 years: every TTL anyone sets
+/// (a "forever" TTL of 10 years is still within 10 %).
+const TTL_BUCKETS: usize = 130;
 
 #[derive(Debug, Clone)]
 struct TtlHistogram {
+    /// u32 per bucket keeps a namespace's histogram at 520 bytes; a bucket
+    /// saturates at 4 billion keys, beyond any node.
     counts: Box<[u32; TTL_BUCKETS]>,
-    total: u64,
 }
 
 impl TtlHistogram {
     fn new() -> Self {
         TtlHistogram {
             counts: Box::new([0; TTL_BUCKETS]),
-            total: 0,
         }
     }
 
@@ -253,22 +266,23 @@ impl TtlHistogram {
     fn add(&mut self, ttl_ms: u64) {
         let b = Self::bucket(ttl_ms);
         self.counts[b] = self.counts[b].saturating_add(1);
-        self.total += 1;
     }
 
     fn merge(&mut self, other: &TtlHistogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.saturating_add(*b);
         }
-        self.total += other.total;
     }
 
-    /// The remaining TTL in seconds at quantile `q`.
+    /// The remaining TTL in seconds at quantile `q`; TTLs under a second
+    /// read as 0.5 s.
     fn quantile(&self, q: f64) -> Option<f64> {
-        if self.total == 0 {
+        // From the buckets themselves, so that the rank is always reached.
+        let total: u64 = self.counts.iter().map(|&n| u64::from(n)).sum();
+        if total == 0 {
             return None;
         }
-        let rank = ((q * self.total as f64).ceil() as u64).max(1);
+        let rank = ((q * total as f64).ceil() as u64).max(1);
         let mut seen = 0u64;
         for (b, &n) in self.counts.iter().enumerate() {
             seen += u64::from(n);
@@ -480,11 +494,16 @@ impl PassBuilder {
                 .then(an.cmp(bn))
         });
         let mut other = self.other;
-        let rest = if all.len() > max_namespaces {
-            all.split_off(max_namespaces)
+        let (mut kept, small): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(_, a)| a.keys >= MIN_KEYS_PER_NAMESPACE);
+        let mut rest = if kept.len() > max_namespaces {
+            kept.split_off(max_namespaces)
         } else {
             Vec::new()
         };
+        rest.extend(small);
+        let all = kept;
         for (_, acc) in rest {
             other.merge(acc);
         }
@@ -612,6 +631,11 @@ mod tests {
         assert_eq!(ns("tok:Ab3_dE9-fGh1jK2lMn4pQ"), "tok:*");
         assert_eq!(ns("session12345"), "session*");
         assert_eq!(ns("{user:123}:profile"), "{user:*}:profile");
+        // Personal data and data are not names.
+        assert_eq!(ns("user:alice@example.com"), "user:*");
+        assert_eq!(ns("alice@example.com"), "*");
+        assert_eq!(ns("q:select name from users"), "q:*");
+        assert_eq!(ns(&format!("blob:{}", "x".repeat(49))), "blob:*");
         // Words stay: a hex-looking word without a digit, a short number
         // suffix (a version), a tag around a name.
         assert_eq!(ns("cache:deadbeefcafe:v2"), "cache:deadbeefcafe:v2");
@@ -624,18 +648,20 @@ mod tests {
     #[test]
     fn patterns_are_bounded_and_printable() {
         assert_eq!(ns("a:b:c:d:e:f:g:h:i:j"), "a:b:c:d:e:f:g:h:*");
-        let long = "x".repeat(1000);
+        let long = format!("{}:", "x".repeat(40)).repeat(8);
         assert_eq!(ns(&long).len(), MAX_PATTERN_BYTES);
-        let weird = namespace_of(b"\xff\xfe:\n\x00:ok", &NamespaceRules::default());
+        assert_eq!(ns(&"x".repeat(100_000)), "*");
+        let weird = namespace_of(b"\xff\xfe:\x01\x00:ok", &NamespaceRules::default());
         assert_eq!(weird, "??:??:ok");
         let multi = NamespaceRules {
             separators: vec![b':', b'/'],
         };
         assert_eq!(namespace_of(b"img/123:thumb", &multi), "img/*:thumb");
         // A multi-byte character cut at the length cap stays whole or goes.
-        let accents = "é".repeat(200);
+        let accents = format!("{}:", "é".repeat(23)).repeat(8);
         let p = ns(&accents);
-        assert!(p.len() <= MAX_PATTERN_BYTES && p.chars().all(|c| c == 'é'));
+        assert!(p.len() <= MAX_PATTERN_BYTES && p.len() > 120, "{p}");
+        assert!(p.chars().all(|c| c == 'é' || c == ':'));
     }
 
     fn sample(key: &str, kind: KeyType, ttl_ms: Option<u64>, bytes: u64) -> KeySample<'_> {
@@ -657,8 +683,17 @@ mod tests {
         for i in 0..10 {
             b.add(&sample(&format!("big:{i}"), KeyType::String, None, 10_000));
         }
+        // Fewer than MIN_KEYS_PER_NAMESPACE keys: named by no pattern.
+        for i in 0..3 {
+            b.add(&sample(
+                &format!("huge:{i}"),
+                KeyType::String,
+                None,
+                1_000_000,
+            ));
+        }
         b.add(&sample("small:1", KeyType::Set, None, 10));
-        assert_eq!(b.keys(), 111);
+        assert_eq!(b.keys(), 114);
         let r = b.finish(2, 1.0, 2.0);
         let names: Vec<&str> = r.namespaces.iter().map(|n| n.pattern.as_str()).collect();
         assert_eq!(names, ["big:*", "user:*:p", OTHER]);
@@ -671,8 +706,9 @@ mod tests {
         assert_eq!(user.types, vec![(KeyType::Hash, 100)]);
         let median = user.ttl_quantiles[1].1;
         assert!((median - 60.0).abs() / 60.0 < 0.1, "{median}");
-        assert_eq!(r.keys, 111);
-        assert_eq!(r.memory_bytes, 100_000 + 10_000 + 10);
+        assert_eq!(r.keys, 114);
+        assert_eq!(r.memory_bytes, 100_000 + 10_000 + 10 + 3_000_000);
+        assert!(!r.namespaces.iter().any(|n| n.pattern.starts_with("huge")));
         assert_eq!(r.namespaces[0].largest.len(), LARGEST_KEYS);
         assert!(r.namespaces[0]
             .largest
@@ -689,18 +725,20 @@ mod tests {
                 .bytes()
                 .map(|d| (b'a' + d - b'0') as char)
                 .collect();
-            b.add(&sample(&format!("{name}:a"), KeyType::String, None, 1));
+            for _ in 0..MIN_KEYS_PER_NAMESPACE {
+                b.add(&sample(&format!("{name}:a"), KeyType::String, None, 1));
+            }
         }
         assert!(b.tracked.len() <= MAX_TRACKED);
         let r = b.finish(20, 0.0, 0.0);
-        assert_eq!(r.keys, (MAX_TRACKED + 100) as u64);
+        assert_eq!(r.keys, (MAX_TRACKED + 100) as u64 * MIN_KEYS_PER_NAMESPACE);
         assert_eq!(r.namespaces.len(), 21);
         assert!(r.namespaces[0].largest[0].1.is_some());
     }
 
     #[test]
     fn ttl_quantiles_are_within_ten_percent() {
-        for secs in [1u64, 7, 60, 3600, 86_400, 30 * 86_400] {
+        for secs in [1u64, 7, 60, 3600, 86_400, 30 * 86_400, 10 * 365 * 86_400] {
             let mut h = TtlHistogram::new();
             h.add(secs * 1000);
             let q = h.quantile(0.5).unwrap();

@@ -165,8 +165,8 @@ node with the flag <code>--insight.enabled</code> or, in the TOML file,</p>\n\
 <code>[[targets]]</code> entry.</p>\n\
 <p><strong>Cost.</strong> The analyser spends at most <code>insight.budget</code> of Redis time per second \
 of wall time on each node (default <code>2ms</code>, 0.2% of one core; <code>100us</code> to \
-<code>500ms</code>), measured as the round trip of each pipelined batch, an upper bound of the time Redis \
-works for it. It uses a connection of its own, so polls stay on time, and a pass runs every \
+<code>500ms</code>), counted as <code>INFO commandstats</code> counts it (each round trip is charged at \
+the share of it commandstats gives the analyser's commands). It uses a connection of its own, so polls stay on time, and a pass runs every \
 <code>insight.pass-interval</code> (default <code>15m</code>). With <code>insight.source = \"replica\"</code> \
 it reads one replica per master instead of the masters.</p></div>\n";
 
@@ -206,8 +206,15 @@ fn cluster(p: &mut Page, i: usize, c: &ClusterView, view: &InsightView) {
         return;
     }
     let analysed = c.nodes.iter().filter(|n| n.analysed).count();
-    let reports: Vec<&KeyspaceReport> =
-        c.nodes.iter().filter_map(|n| n.report.as_deref()).collect();
+    // A node that is down keeps its last report on its own row, but its
+    // data is not part of the cluster now (a failed master's replica has
+    // taken over and reports the same keys).
+    let reports: Vec<&KeyspaceReport> = c
+        .nodes
+        .iter()
+        .filter(|n| n.up)
+        .filter_map(|n| n.report.as_deref())
+        .collect();
     let _ = writeln!(
         p.out,
         "<section class=\"cluster\" id=\"c{i}\">\n<h2>{}</h2>\n<p class=\"sub\">{} · {} analysed · \
