@@ -42,7 +42,7 @@ def thread_ns(pid):
     return out
 
 
-def start_vitals(binary, fleet, tmp, tag, interval, extra):
+def start_vitals(binary, fleet, tmp, tag, interval, extra, gzip=False):
     """Starts redis-vitals on `fleet` (compare.py's settings: poll interval =
     round interval, 1 s timeout) and waits until it is ready. Returns
     (process, scraper)."""
@@ -55,7 +55,7 @@ def start_vitals(binary, fleet, tmp, tag, interval, extra):
         f.write('\n]\n[poll]\ninterval = "%dms"\ntimeout = "1s"\n' % round(interval * 1000))
         f.write('\n[web]\nlisten-address = "127.0.0.1:%d"\n\n[log]\nlevel = "warn"\n' % port)
     proc = c.spawn([binary, "--config.file", cfg] + extra, tag, os.path.join(tmp, tag + ".log"))
-    scraper = c.Scraper(port, 30, False)
+    scraper = c.Scraper(port, 30, gzip)
     try:
         c.wait_http(scraper, "/-/ready", 200, 30 + fleet.n * 0.1, proc, tag)
     except BaseException:
@@ -65,7 +65,7 @@ def start_vitals(binary, fleet, tmp, tag, interval, extra):
 
 
 def phase(binary, fleet, args, tmp, tag):
-    proc, scraper = start_vitals(binary, fleet, tmp, tag, args.interval, args.arg)
+    proc, scraper = start_vitals(binary, fleet, tmp, tag, args.interval, args.arg, args.gzip)
     try:
         lat = []
 
@@ -111,6 +111,7 @@ def main():
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--arg", action="append", default=[], help="extra flag for both builds")
+    ap.add_argument("--gzip", action="store_true", help="scrape with Accept-Encoding: gzip, as Prometheus does")
     ap.add_argument("--redis-server", default="redis-server")
     args = ap.parse_args()
     c.DEADLINE[0] = time.monotonic() + 3600
