@@ -146,7 +146,7 @@ pub struct Flags {
     /// How often CONFIG GET maxclients is re-read on servers whose INFO lacks it (default 5m).
     #[arg(long = "poll.config-refresh", value_parser = parse_duration_arg)]
     pub poll_config_refresh: Option<Duration>,
-    /// How often commandstats and latencystats are read (default 30s; = poll.interval for every poll).
+    /// How often commandstats and the slow log are read (default: poll.interval, every poll; latencystats every 30s or this, if longer).
     #[arg(long = "poll.detail-interval", value_parser = parse_duration_arg)]
     pub poll_detail_interval: Option<Duration>,
     /// Longest wait between reconnect attempts to a down node (default 10s).
