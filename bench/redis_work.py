@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Redis-side work per collection, counted in instructions, vitals vs peer.
+
+Why this exists: on the shared VM the benchmarks run on, a command that
+arrives after Redis sat idle for a second costs 20 to 400 times its warm
+time in commandstats (a PING: ~1 µs warm, 150-400 µs after 1 s idle; see
+BENCHMARKS.md). That penalty is the host's (memory left idle is slow to
+touch again), not the commands', and it dominates `bench/compare.py`'s
+Redis column at poll intervals of a second. This harness measures what each
+exporter makes Redis *do*, independent of the host: one redis-server runs
+under `valgrind --tool=callgrind`, which counts the instructions it executes
+(the same count for the same work, whatever else the machine does), and the
+two exporters take turns collecting it, each phase bracketed by
+`callgrind_control -z` (zero) and `-d` (dump).
+
+Per collection = (instructions in the phase - idle instructions for as long)
+/ collections. The idle rate (serverCron at hz 10, and the like) comes from
+idle phases of the same run. Everything Redis does for a collection counts:
+reading and parsing the request, the commands, writing replies, and for the
+peer accepting and closing its connection per scrape.
+
+The exporters run natively (the peer, a Go program, does not run under
+valgrind); only Redis is counted. Redis runs ~50 times slower under
+callgrind, so the poll timeout is generous and one node is enough: the work
+per node does not depend on the fleet's size (bench/compare.py covers that).
+
+Run:  cargo build --release && python3 bench/redis_work.py [--rounds 30 --runs 3]
+      python3 bench/redis_work.py --cold-probe --rounds 10   # the host's penalty
+"""
+
+import argparse
+import glob
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_cmd(port, *args, timeout=30.0):
+    """One command on a fresh connection; the reply's raw bytes."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(out)
+        data = b""
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            if data.startswith(b"$"):
+                head, _, rest = data.partition(b"\r\n")
+                if len(rest) >= int(head[1:]) + 2:
+                    break
+            elif data.endswith(b"\r\n"):
+                break
+        return data
+
+
+def info_calls(port):
+    """Calls of INFO so far (commandstats)."""
+    text = redis_cmd(port, "INFO", "commandstats").decode(errors="replace")
+    for line in text.split("\r\n"):
+        if line.startswith("cmdstat_info:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def wait_until(what, cond, deadline_s):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit("redis_work.py: timed out waiting for " + what)
+
+
+class CallgrindRedis:
+    def __init__(self, redis_bin, tmp):
+        self.port = free_port()
+        self.tmp = tmp
+        self.out = os.path.join(tmp, "cg.out")
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + self.out,
+             redis_bin, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--hz", "10", "--dir", tmp],
+            stdout=open(os.path.join(tmp, "redis.log"), "wb"), stderr=subprocess.STDOUT,
+        )
+        wait_until("redis-server under callgrind", lambda: redis_cmd(self.port, "PING", timeout=2).startswith(b"+PONG"), 60)
+        # A little data, as bench/compare.py puts in each node.
+        redis_cmd(self.port, "DEBUG", "POPULATE", "1000")
+        self.dumps = 0
+
+    def ctl(self, flag):
+        subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def zero(self):
+        self.ctl("-z")
+
+    def dump_instructions(self):
+        """Dumps and returns the instructions since the last zero."""
+        self.ctl("-d")
+        self.dumps += 1
+        path = "%s.%d" % (self.out, self.dumps)
+        total = []
+
+        def written():
+            for line in open(path):
+                if line.startswith(("totals:", "summary:")):
+                    total.append(int(line.split()[1]))
+                    return True
+            return False
+
+        wait_until("callgrind dump " + path, written, 30)
+        return total[0]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def get(url, gzip=False, timeout=30):
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        r.read()
+
+
+def phase(redis, kind, args, tmp, run):
+    """Returns (instructions, seconds, collections) of one measured phase."""
+    port = free_port()
+    log = open(os.path.join(tmp, "%s-%d.log" % (kind, run)), "wb")
+    proc = None
+    if kind == "vitals":
+        argv = [args.vitals_bin, "--redis.addr", "127.0.0.1:%d" % redis.port,
+                "--web.listen-address", "127.0.0.1:%d" % port,
+                "--poll.interval", "%dms" % round(args.interval * 1000),
+                "--poll.timeout", "%dms" % round(args.interval * 1000),
+                "--log.level", "warn"] + args.vitals_arg
+        url = "http://127.0.0.1:%d/metrics" % port
+    elif kind == "peer":
+        argv = [args.peer_bin, "-redis.addr=", "-web.listen-address=127.0.0.1:%d" % port] + args.peer_arg
+        url = "http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:%d" % (port, redis.port)
+    if kind != "idle":
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(kind + " answering", lambda: get(url) is None, 60)
+        # Warm-up: connections made, capabilities learnt, pages rendered.
+        for _ in range(args.warmup):
+            time.sleep(args.interval)
+            get(url)
+    before = info_calls(redis.port)
+    redis.zero()
+    t0 = time.monotonic()
+    next_at = t0
+    for _ in range(args.rounds):
+        next_at += args.interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        if kind == "vitals":
+            get(url, gzip=True)  # what Prometheus does; costs Redis nothing
+        elif kind == "peer":
+            get(url, gzip=True)  # one collection per scrape
+    instr = redis.dump_instructions()
+    seconds = time.monotonic() - t0
+    after = info_calls(redis.port)
+    if proc:
+        proc.terminate()
+        proc.wait(30)
+    if kind == "vitals":
+        # INFO calls between the two readings, less the first reading itself:
+        # one per poll (each poll is one INFO; polls made while the dump was
+        # taken are counted too, a rounding error of at most one).
+        collections = after - before - 1
+    elif kind == "peer":
+        collections = args.rounds
+    else:
+        collections = 0
+    return instr, seconds, collections
+
+
+class Client:
+    """One persistent RESP connection (as an exporter keeps one)."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def cmd(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a.encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.s.sendall(out)
+        while True:
+            r = self._parse(0)
+            if r is not None:
+                value, end = r
+                self.buf = self.buf[end:]
+                return value
+            chunk = self.s.recv(1 << 20)
+            if not chunk:
+                raise OSError("connection closed")
+            self.buf += chunk
+
+    def _parse(self, i):
+        j = self.buf.find(b"\r\n", i)
+        if j < 0:
+            return None
+        kind, line = self.buf[i:i + 1], self.buf[i + 1:j]
+        if kind in (b"+", b"-"):
+            return line, j + 2
+        if kind == b":":
+            return int(line), j + 2
+        if kind == b"$":
+            n = int(line)
+            if n < 0:
+                return None, j + 2
+            if len(self.buf) < j + 4 + n:
+                return None
+            return self.buf[j + 2:j + 2 + n], j + 4 + n
+        if kind == b"*":
+            items, k = [], j + 2
+            for _ in range(int(line)):
+                r = self._parse(k)
+                if r is None:
+                    return None
+                items.append(r[0])
+                k = r[1]
+            return items, k
+        raise OSError("bad reply")
+
+
+def cold_probe(args):
+    """commandstats µs of single commands, warm (back to back) and after the
+    server sat idle for --interval: what the host's penalty on idle memory
+    does to bench/compare.py's Redis column. Native redis-server."""
+    tmp = tempfile.mkdtemp(prefix="redis-cold-")
+    port = free_port()
+    proc = subprocess.Popen(
+        [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--hz", "10", "--dir", tmp],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
+        redis_cmd(port, "DEBUG", "POPULATE", "1000")
+        c = Client(port)
+        ours = ["INFO", "server", "clients", "memory", "persistence", "stats", "replication",
+                "cpu", "errorstats", "cluster", "keyspace", "commandstats"]
+        # (label, command, its commandstats name)
+        probes = [("PING", ["PING"], "ping"), ("INFO (redis-vitals' sections)", ours, "info"),
+                  ("INFO ALL (peer)", ["INFO", "ALL"], "info"),
+                  ("CONFIG GET * (peer)", ["CONFIG", "GET", "*"], "config|get")]
+
+        def usec():
+            text = c.cmd("INFO", "commandstats").decode()
+            total = {}
+            for line in text.split("\r\n"):
+                if line.startswith("cmdstat_"):
+                    name, fields = line[8:].split(":", 1)
+                    total[name] = int(fields.split("usec=")[1].split(",")[0])
+            return total
+
+        # Only the probed command's counter is read. A reading is itself an
+        # INFO, and its output holds the time of the reading before it: for
+        # INFO probes each window starts with a back-to-back pair and the
+        # second reading's own (warm) time is subtracted.
+        rows = []
+        for label, argv, name in probes:
+            def delta(after, before):
+                d = after.get(name, 0) - before.get(name, 0)
+                return d - reading if name == "info" else d
+
+            cold, warm, reading = [], [], 0
+            for _ in range(args.rounds):
+                usec()
+                b = usec()
+                time.sleep(args.interval)
+                c.cmd(*argv)
+                a = usec()
+                usec()
+                c1 = usec()
+                c2 = usec()
+                reading = c2["info"] - c1["info"]
+                cold.append(delta(a, b))
+                b = usec()
+                c.cmd(*argv)
+                a = usec()
+                warm.append(delta(a, b))
+            rows.append((label, statistics.median(warm), statistics.median(cold)))
+        print("| command (one persistent connection) | commandstats µs, back to back | after %.0f s idle | x |" % args.interval)
+        print("|---|---:|---:|---:|")
+        for label, w, k in rows:
+            print("| %s | %.0f | %.0f | %.0f |" % (label, w, k, k / max(w, 1)))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=30, help="collections per phase (default 30)")
+    ap.add_argument("--runs", type=int, default=3, help="idle/vitals/peer phase triples; medians reported (default 3)")
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between collections (default 1)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--vitals-bin", default=os.path.join(REPO, "target", "release", "redis-vitals"))
+    ap.add_argument("--vitals-arg", action="append", default=[], help="extra flag for redis-vitals (repeatable)")
+    ap.add_argument("--peer-bin", default="/usr/bin/prometheus-redis-exporter")
+    ap.add_argument("--peer-arg", action="append", default=[], help="extra flag for the peer (repeatable)")
+    ap.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
+    ap.add_argument("--cold-probe", action="store_true",
+                    help="instead: commandstats cost of single commands warm and after --interval idle (native Redis)")
+    args = ap.parse_args()
+    if args.cold_probe:
+        cold_probe(args)
+        return
+    for tool in ("valgrind", "callgrind_control"):
+        if not shutil.which(tool):
+            sys.exit("redis_work.py: %s not found (Debian package valgrind)" % tool)
+
+    tmp = tempfile.mkdtemp(prefix="redis-work-")
+    redis = CallgrindRedis(args.redis_server, tmp)
+    per = {"idle": [], "vitals": [], "peer": []}
+    try:
+        for run in range(args.runs):
+            idle_i, idle_s, _ = phase(redis, "idle", args, tmp, run)
+            rate = idle_i / idle_s
+            per["idle"].append(rate)
+            for kind in ("vitals", "peer"):
+                i, s, n = phase(redis, kind, args, tmp, run)
+                net = (i - rate * s) / n
+                per[kind].append(net)
+                print("run %d %-6s: %d collections, %.0f instructions each (phase %d, idle rate %.0f/s)"
+                      % (run, kind, n, net, i, rate), flush=True)
+    finally:
+        redis.stop()
+    v, p = statistics.median(per["vitals"]), statistics.median(per["peer"])
+    ratios = [a / b for a, b in zip(per["vitals"], per["peer"])]
+    print()
+    print("| Redis instructions per collection (callgrind), median of %d runs | vitals | peer | ratio |" % args.runs)
+    print("|---|---:|---:|---:|")
+    print("| %s | %.0f | %.0f | **%.3f** (runs %s) |" % (
+        " ".join(args.vitals_arg) or "defaults", v, p, v / p, ", ".join("%.3f" % r for r in ratios)))
+    print("\nidle rate: %.0f instructions/s (median)" % statistics.median(per["idle"]))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
