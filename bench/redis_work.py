@@ -26,6 +26,7 @@ per node does not depend on the fleet's size (bench/compare.py covers that).
 
 Run:  cargo build --release && python3 bench/redis_work.py [--rounds 30 --runs 3]
       python3 bench/redis_work.py --cold-probe --rounds 10   # the host's penalty
+      python3 bench/redis_work.py --footprint --rounds 10    # memory touched per collection
 """
 
 import argparse
@@ -317,6 +318,70 @@ def cold_probe(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def referenced_kib(pid):
+    for line in open("/proc/%d/smaps_rollup" % pid):
+        if line.startswith("Referenced:"):
+            return int(line.split()[1])
+    return 0
+
+
+def footprint(args):
+    """Memory each process touches per collection: the kernel's referenced
+    bits are cleared (/proc/PID/clear_refs), one collection is made after
+    --interval of idle, and smaps_rollup's `Referenced` is read. On a host
+    whose penalty is per page left idle, this is what a collection pays
+    for. Native processes, one node, gzip scrapes."""
+    tmp = tempfile.mkdtemp(prefix="redis-footprint-")
+    port = free_port()
+    redis = subprocess.Popen(
+        [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--hz", "10", "--dir", tmp],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
+        redis_cmd(port, "DEBUG", "POPULATE", "1000")
+        for kind in ("vitals", "peer"):
+            http = free_port()
+            if kind == "vitals":
+                argv = [args.vitals_bin, "--redis.addr", "127.0.0.1:%d" % port,
+                        "--web.listen-address", "127.0.0.1:%d" % http,
+                        "--poll.interval", "%dms" % round(args.interval * 1000),
+                        "--poll.timeout", "%dms" % round(args.interval * 1000),
+                        "--log.level", "warn"] + args.vitals_arg
+                url = "http://127.0.0.1:%d/metrics" % http
+            else:
+                argv = [args.peer_bin, "-redis.addr=", "-web.listen-address=127.0.0.1:%d" % http] + args.peer_arg
+                url = "http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:%d" % (http, port)
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_until(kind + " answering", lambda: get(url) is None, 60)
+                for _ in range(args.warmup):
+                    time.sleep(args.interval)
+                    get(url, gzip=True)
+                mine, theirs = [], []
+                for _ in range(args.rounds):
+                    for pid in (proc.pid, redis.pid):
+                        with open("/proc/%d/clear_refs" % pid, "w") as f:
+                            f.write("1")
+                    time.sleep(args.interval)
+                    get(url, gzip=True)
+                    mine.append(referenced_kib(proc.pid))
+                    theirs.append(referenced_kib(redis.pid))
+                rows.append((kind, statistics.median(mine), statistics.median(theirs)))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    finally:
+        redis.terminate()
+        redis.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("| exporter | KiB it touches per collection | KiB Redis touches (its idle second included) |")
+    print("|---|---:|---:|")
+    for kind, a, b in rows:
+        print("| %s | %.0f | %.0f |" % (kind, a, b))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=30, help="collections per phase (default 30)")
@@ -330,7 +395,12 @@ def main():
     ap.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
     ap.add_argument("--cold-probe", action="store_true",
                     help="instead: commandstats cost of single commands warm and after --interval idle (native Redis)")
+    ap.add_argument("--footprint", action="store_true",
+                    help="instead: memory each exporter and Redis touch per collection (needs root for clear_refs)")
     args = ap.parse_args()
+    if args.footprint:
+        footprint(args)
+        return
     if args.cold_probe:
         cold_probe(args)
         return
