@@ -47,17 +47,17 @@ pub const SLOW_READER_STALL: Duration = Duration::from_millis(500);
 const GZIP_LEVEL: u32 = 1;
 
 thread_local! {
-    /// One deflate state per HTTP thread, reset for every page. A fresh
-    /// state per page (`GzEncoder::new`) allocates and clears about 300 KB
-    /// of tables each scrape, about half of what gzip costs on a one-node page:
-    /// reusing it took the HTTP thread's CPU per gzip scrape at one node
-    /// from 2014 to 1158 µs (`bench/ab.py --gzip --nodes 1`, BENCHMARKS.md).
-    /// flate2's `GzEncoder` cannot take a reused state, so the gzip frame
-    /// around the deflate stream (RFC 1952: a fixed 10-byte header, then
-    /// CRC-32 and length) is written here. The backend stays flate2's
-    /// default, miniz_oxide, which forbids unsafe code (zlib-rs would be
-    /// about twice as fast, with unsafe code): the page holds text that
-    /// nodes control.
+    /// One deflate state per HTTP thread (~300 KB, kept), reset for every
+    /// page. A fresh state per page (`GzEncoder::new`) allocated and
+    /// cleared those 300 KB of tables every scrape, about half of what
+    /// gzip costs on a one-node page: reusing it took the HTTP thread's CPU
+    /// per gzip scrape at one node from 2014 to 1158 µs (`bench/ab.py
+    /// --gzip --nodes 1`, BENCHMARKS.md). flate2's `GzEncoder` cannot take
+    /// a reused state, so the gzip frame around the deflate stream (RFC
+    /// 1952: a fixed 10-byte header, then CRC-32 and length) is written
+    /// here. The backend stays flate2's default, miniz_oxide, which forbids
+    /// unsafe code (zlib-rs would be about twice as fast, with unsafe
+    /// code): the page holds text that nodes control.
     static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
 }
 
@@ -74,16 +74,20 @@ pub fn gzip(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(GZIP_HEADER.len() + plain.len() / 8 + 64);
         out.extend_from_slice(&GZIP_HEADER);
         loop {
-            let done = c.total_in() as usize;
-            match c.compress_vec(&plain[done..], &mut out, FlushCompress::Finish) {
+            let (done, written) = (c.total_in(), c.total_out());
+            let result = c.compress_vec(&plain[done as usize..], &mut out, FlushCompress::Finish);
+            let progress = c.total_in() != done || c.total_out() != written;
+            match result {
                 Ok(Status::StreamEnd) => break,
-                // The output is full: room for more (the loop always ends,
-                // every round either consumes input or writes output).
-                Ok(_) => out.reserve(out.capacity().max(4096)),
-                Err(_) => {
-                    // Not expected from a reset state; should it happen,
-                    // the state is dropped and this page is compressed
-                    // with a fresh one.
+                // The output is full: room for more.
+                Ok(_) if progress || out.len() == out.capacity() => {
+                    out.reserve(out.capacity().max(4096))
+                }
+                // An error, or no progress with room to write: not expected
+                // from a reset state. The state is dropped and this page is
+                // compressed with a fresh one, so the loop cannot spin or
+                // grow the buffer without end.
+                _ => {
                     *slot = None;
                     return gzip_fresh(plain);
                 }
