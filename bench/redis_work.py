@@ -153,17 +153,8 @@ def phase(redis, kind, args, tmp, run):
     port = free_port()
     log = open(os.path.join(tmp, "%s-%d.log" % (kind, run)), "wb")
     proc = None
-    if kind == "vitals":
-        argv = [args.vitals_bin, "--redis.addr", "127.0.0.1:%d" % redis.port,
-                "--web.listen-address", "127.0.0.1:%d" % port,
-                "--poll.interval", "%dms" % round(args.interval * 1000),
-                "--poll.timeout", "%dms" % round(args.interval * 1000),
-                "--log.level", "warn"] + args.vitals_arg
-        url = "http://127.0.0.1:%d/metrics" % port
-    elif kind == "peer":
-        argv = [args.peer_bin, "-redis.addr=", "-web.listen-address=127.0.0.1:%d" % port] + args.peer_arg
-        url = "http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:%d" % (port, redis.port)
     if kind != "idle":
+        argv, url = exporter(kind, args, redis.port, port)
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         wait_until(kind + " answering", lambda: get(url) is None, 60)
         # Warm-up: connections made, capabilities learnt, pages rendered.
@@ -251,19 +242,38 @@ class Client:
         raise OSError("bad reply")
 
 
-def cold_probe(args):
-    """commandstats µs of single commands, warm (back to back) and after the
-    server sat idle for --interval: what the host's penalty on idle memory
-    does to bench/compare.py's Redis column. Native redis-server."""
-    tmp = tempfile.mkdtemp(prefix="redis-cold-")
+def native_redis(args, prefix):
+    """A native redis-server with a little data: (process, port, tmp dir)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     port = free_port()
     proc = subprocess.Popen(
         [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--hz", "10", "--dir", tmp],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
+    redis_cmd(port, "DEBUG", "POPULATE", "1000")
+    return proc, port, tmp
+
+
+def exporter(kind, args, redis_port, http_port):
+    """(argv, url of one collection) for `kind` collecting one node."""
+    if kind == "vitals":
+        return ([args.vitals_bin, "--redis.addr", "127.0.0.1:%d" % redis_port,
+                 "--web.listen-address", "127.0.0.1:%d" % http_port,
+                 "--poll.interval", "%dms" % round(args.interval * 1000),
+                 "--poll.timeout", "%dms" % round(args.interval * 1000),
+                 "--log.level", "warn"] + args.vitals_arg,
+                "http://127.0.0.1:%d/metrics" % http_port)
+    return ([args.peer_bin, "-redis.addr=", "-web.listen-address=127.0.0.1:%d" % http_port] + args.peer_arg,
+            "http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:%d" % (http_port, redis_port))
+
+
+def cold_probe(args):
+    """commandstats µs of single commands, warm (back to back) and after the
+    server sat idle for --interval: what the host's penalty on idle memory
+    does to bench/compare.py's Redis column. Native redis-server."""
+    proc, port, tmp = native_redis(args, "redis-cold-")
     try:
-        wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
-        redis_cmd(port, "DEBUG", "POPULATE", "1000")
         c = Client(port)
         ours = ["INFO", "server", "clients", "memory", "persistence", "stats", "replication",
                 "cpu", "errorstats", "cluster", "keyspace", "commandstats"]
@@ -331,28 +341,11 @@ def footprint(args):
     --interval of idle, and smaps_rollup's `Referenced` is read. On a host
     whose penalty is per page left idle, this is what a collection pays
     for. Native processes, one node, gzip scrapes."""
-    tmp = tempfile.mkdtemp(prefix="redis-footprint-")
-    port = free_port()
-    redis = subprocess.Popen(
-        [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--hz", "10", "--dir", tmp],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis, port, tmp = native_redis(args, "redis-footprint-")
     rows = []
     try:
-        wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
-        redis_cmd(port, "DEBUG", "POPULATE", "1000")
         for kind in ("vitals", "peer"):
-            http = free_port()
-            if kind == "vitals":
-                argv = [args.vitals_bin, "--redis.addr", "127.0.0.1:%d" % port,
-                        "--web.listen-address", "127.0.0.1:%d" % http,
-                        "--poll.interval", "%dms" % round(args.interval * 1000),
-                        "--poll.timeout", "%dms" % round(args.interval * 1000),
-                        "--log.level", "warn"] + args.vitals_arg
-                url = "http://127.0.0.1:%d/metrics" % http
-            else:
-                argv = [args.peer_bin, "-redis.addr=", "-web.listen-address=127.0.0.1:%d" % http] + args.peer_arg
-                url = "http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:%d" % (http, port)
+            argv, url = exporter(kind, args, port, free_port())
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_until(kind + " answering", lambda: get(url) is None, 60)
