@@ -84,6 +84,7 @@ log "building release binaries (cargo build --release --bins)"
 (cd "$ROOT" && cargo build --release --bins --quiet)
 EXPORTER="$ROOT/target/release/redis-vitals"
 LOADGEN="$ROOT/target/release/redis-vitals-loadgen"
+DATASET="$ROOT/target/release/redis-vitals-dataset"
 [ -x "$EXPORTER" ] && [ -x "$LOADGEN" ] || die "build did not produce $EXPORTER and $LOADGEN"
 
 # --- 3. Cleanup, armed before anything starts --------------------------------
@@ -256,6 +257,16 @@ fi
 
 # --- 6. Load generator, exporter -----------------------------------------------
 
+# A keyspace of known composition beside the load generator's keys, so that
+# the cache report (/insight) has namespaces to show: seven of them, every
+# type, one where 30 % of keys lack a TTL (docs/insight.md).
+log "writing a 20 000-key dataset (redis-vitals-dataset)"
+"$DATASET" --addr "redis://127.0.0.1:${REDIS_PORTS[0]}" --keys 20000 >"$WORK/dataset.json"
+# The keyspace analyser is off by default; the demo turns it on with a
+# budget ten times the default so that a pass ends within a minute or two
+# (it still uses at most 20 ms of Redis time per second per node).
+insight=(--insight.enabled --insight.budget 20ms --insight.pass-interval 2m)
+
 if ((SENTINEL)); then
 start loadgen "$LOADGEN" --addr "redis://127.0.0.1:${REDIS_PORTS[0]}" \
   --keys 50000 --zipf 0.99 --ttl 2m --value-size 512 \
@@ -263,7 +274,7 @@ start loadgen "$LOADGEN" --addr "redis://127.0.0.1:${REDIS_PORTS[0]}" \
 # Only the Sentinels: the exporter finds the master and replicas through them.
 sentinels=()
 for port in "${SENTINEL_PORTS[@]}"; do sentinels+=(--sentinel.addr "127.0.0.1:$port"); done
-start exporter "$EXPORTER" "${sentinels[@]}" \
+start exporter "$EXPORTER" "${sentinels[@]}" "${insight[@]}" \
   --web.listen-address "127.0.0.1:$EXPORTER_PORT"
 else
 seeds=()
@@ -275,7 +286,7 @@ start loadgen "$LOADGEN" "${seeds[@]}" --cluster \
 # One seed is enough: the exporter discovers the other five nodes.
 start exporter "$EXPORTER" \
   --redis.addr "redis://127.0.0.1:${REDIS_PORTS[0]}" --redis.cluster "$CLUSTER_NAME" \
-  --web.listen-address "127.0.0.1:$EXPORTER_PORT"
+  "${insight[@]}" --web.listen-address "127.0.0.1:$EXPORTER_PORT"
 fi
 wait_for "the exporter (/-/ready)" 60 curl -fsS "http://127.0.0.1:$EXPORTER_PORT/-/ready"
 
@@ -328,6 +339,7 @@ redis-vitals demo is running ($( ((SENTINEL)) && echo "Sentinel group" || echo c
   Exporter        http://127.0.0.1:$EXPORTER_PORT/            (node list)
                   http://127.0.0.1:$EXPORTER_PORT/metrics
                   http://127.0.0.1:$EXPORTER_PORT/sd          (Prometheus HTTP SD)
+                  http://127.0.0.1:$EXPORTER_PORT/insight     (cache report, after the first pass)
   Prometheus      http://127.0.0.1:$PROM_PORT/targets
                   http://127.0.0.1:$PROM_PORT/rules
                   http://127.0.0.1:$PROM_PORT/alerts
