@@ -15,9 +15,11 @@ two exporters take turns collecting it, each phase bracketed by
 
 Per collection = (instructions in the phase - idle instructions for as long)
 / collections. The idle rate (serverCron at hz 10, and the like) comes from
-idle phases of the same run. Everything Redis does for a collection counts:
-reading and parsing the request, the commands, writing replies, and for the
-peer accepting and closing its connection per scrape.
+idle phases of the same run. Everything Redis' own code does for a
+collection counts: parsing the request, the commands, building replies, and
+for the peer setting up and freeing a client per scrape. Kernel time
+(system calls, the peer's connect and close) is not counted, which favours
+the peer.
 
 The exporters run natively (the peer, a Go program, does not run under
 valgrind); only Redis is counted. Redis runs ~50 times slower under
