@@ -32,10 +32,8 @@ Run:  cargo build --release && python3 bench/redis_work.py [--rounds 30 --runs 3
 """
 
 import argparse
-import glob
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,45 +41,47 @@ import tempfile
 import time
 import urllib.request
 
+import compare as c  # noqa: E402  (bench/compare.py, beside this script)
+import resp  # noqa: E402  (bench/resp.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return c.free_ports(1)[0]
+
+
+def seed(port):
+    """The same little data bench/compare.py puts in each node."""
+    conn = resp.Resp(port, 30, OSError)
+    try:
+        c.seed(conn, 0)
+    finally:
+        conn.close()
 
 
 def redis_cmd(port, *args, timeout=30.0):
-    """One command on a fresh connection; the reply's raw bytes."""
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(out)
-        data = b""
-        while True:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-            if data.startswith(b"$"):
-                head, _, rest = data.partition(b"\r\n")
-                if len(rest) >= int(head[1:]) + 2:
-                    break
-            elif data.endswith(b"\r\n"):
-                break
-        return data
+    """One command on a fresh connection; its reply (errors raise OSError,
+    which the waits below retry)."""
+    conn = resp.Resp(port, timeout, OSError)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+def commandstats(conn):
+    """{command: (calls, usec)} from INFO commandstats."""
+    return c.parse_info(conn.call("INFO", "commandstats"))[1]
 
 
 def info_calls(port):
     """Calls of INFO so far (commandstats)."""
-    text = redis_cmd(port, "INFO", "commandstats").decode(errors="replace")
-    for line in text.split("\r\n"):
-        if line.startswith("cmdstat_info:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
+    conn = resp.Resp(port, 30, OSError)
+    try:
+        return commandstats(conn).get("info", (0, 0))[0]
+    finally:
+        conn.close()
 
 
 def wait_until(what, cond, deadline_s):
@@ -107,9 +107,8 @@ class CallgrindRedis:
              "--appendonly", "no", "--hz", "10", "--dir", tmp],
             stdout=open(os.path.join(tmp, "redis.log"), "wb"), stderr=subprocess.STDOUT,
         )
-        wait_until("redis-server under callgrind", lambda: redis_cmd(self.port, "PING", timeout=2).startswith(b"+PONG"), 60)
-        # A little data, as bench/compare.py puts in each node.
-        redis_cmd(self.port, "DEBUG", "POPULATE", "1000")
+        wait_until("redis-server under callgrind", lambda: redis_cmd(self.port, "PING", timeout=2) == b"PONG", 60)
+        seed(self.port)
         self.dumps = 0
 
     def ctl(self, flag):
@@ -192,58 +191,6 @@ def phase(redis, kind, args, tmp, run):
     return instr, seconds, collections
 
 
-class Client:
-    """One persistent RESP connection (as an exporter keeps one)."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-
-    def cmd(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a.encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-        while True:
-            r = self._parse(0)
-            if r is not None:
-                value, end = r
-                self.buf = self.buf[end:]
-                return value
-            chunk = self.s.recv(1 << 20)
-            if not chunk:
-                raise OSError("connection closed")
-            self.buf += chunk
-
-    def _parse(self, i):
-        j = self.buf.find(b"\r\n", i)
-        if j < 0:
-            return None
-        kind, line = self.buf[i:i + 1], self.buf[i + 1:j]
-        if kind in (b"+", b"-"):
-            return line, j + 2
-        if kind == b":":
-            return int(line), j + 2
-        if kind == b"$":
-            n = int(line)
-            if n < 0:
-                return None, j + 2
-            if len(self.buf) < j + 4 + n:
-                return None
-            return self.buf[j + 2:j + 2 + n], j + 4 + n
-        if kind == b"*":
-            items, k = [], j + 2
-            for _ in range(int(line)):
-                r = self._parse(k)
-                if r is None:
-                    return None
-                items.append(r[0])
-                k = r[1]
-            return items, k
-        raise OSError("bad reply")
-
-
 def native_redis(args, prefix):
     """A native redis-server with a little data: (process, port, tmp dir)."""
     tmp = tempfile.mkdtemp(prefix=prefix)
@@ -252,8 +199,8 @@ def native_redis(args, prefix):
         [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--hz", "10", "--dir", tmp],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2).startswith(b"+PONG"), 30)
-    redis_cmd(port, "DEBUG", "POPULATE", "1000")
+    wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2) == b"PONG", 30)
+    seed(port)
     return proc, port, tmp
 
 
@@ -275,8 +222,9 @@ def cold_probe(args):
     server sat idle for --interval: what the host's penalty on idle memory
     does to bench/compare.py's Redis column. Native redis-server."""
     proc, port, tmp = native_redis(args, "redis-cold-")
+    conn = None
     try:
-        c = Client(port)
+        conn = resp.Resp(port, 30, OSError)
         ours = ["INFO", "server", "clients", "memory", "persistence", "stats", "replication",
                 "cpu", "errorstats", "cluster", "keyspace", "commandstats"]
         # (label, command, its commandstats name)
@@ -285,13 +233,7 @@ def cold_probe(args):
                   ("CONFIG GET * (peer)", ["CONFIG", "GET", "*"], "config|get")]
 
         def usec():
-            text = c.cmd("INFO", "commandstats").decode()
-            total = {}
-            for line in text.split("\r\n"):
-                if line.startswith("cmdstat_"):
-                    name, fields = line[8:].split(":", 1)
-                    total[name] = int(fields.split("usec=")[1].split(",")[0])
-            return total
+            return {name: u for name, (_, u) in commandstats(conn).items()}
 
         # Only the probed command's counter is read. A reading is itself an
         # INFO, and its output holds the time of the reading before it: for
@@ -308,7 +250,7 @@ def cold_probe(args):
                 usec()
                 b = usec()
                 time.sleep(args.interval)
-                c.cmd(*argv)
+                conn.call(*argv)
                 a = usec()
                 usec()
                 c1 = usec()
@@ -316,7 +258,7 @@ def cold_probe(args):
                 reading = c2["info"] - c1["info"]
                 cold.append(delta(a, b))
                 b = usec()
-                c.cmd(*argv)
+                conn.call(*argv)
                 a = usec()
                 warm.append(delta(a, b))
             rows.append((label, statistics.median(warm), statistics.median(cold)))
@@ -325,6 +267,8 @@ def cold_probe(args):
         for label, w, k in rows:
             print("| %s | %.0f | %.0f | %.0f |" % (label, w, k, k / max(w, 1)))
     finally:
+        if conn:
+            conn.close()
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
