@@ -14,8 +14,8 @@
 //! are there to close, and memory stays within a few pages whatever the
 //! clients do.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -46,71 +46,6 @@ pub const SLOW_READER_STALL: Duration = Duration::from_millis(500);
 /// and higher levels cost several times the CPU for a few percent.
 const GZIP_LEVEL: u32 = 1;
 
-thread_local! {
-    /// One deflate state per HTTP thread (~300 KB, kept), reset for every
-    /// page. A fresh state per page (`GzEncoder::new`) allocated and
-    /// cleared those 300 KB of tables every scrape, about half of what
-    /// gzip costs on a one-node page: reusing it took the HTTP thread's CPU
-    /// per gzip scrape at one node from 2014 to 1158 µs (`bench/ab.py
-    /// --gzip --nodes 1`, BENCHMARKS.md). flate2's `GzEncoder` cannot take
-    /// a reused state, so the gzip frame around the deflate stream (RFC
-    /// 1952: a fixed 10-byte header, then CRC-32 and length) is written
-    /// here. The backend stays flate2's default, miniz_oxide, which forbids
-    /// unsafe code (zlib-rs would be about twice as fast, with unsafe
-    /// code): the page holds text that nodes control.
-    static DEFLATE: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
-}
-
-/// gzip header: magic, deflate, no flags, no mtime, no extra flags, OS
-/// unknown (RFC 1952 2.3).
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
-/// `plain` as a gzip member, with this thread's reused deflate state.
-pub fn gzip(plain: &[u8]) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    DEFLATE.with_borrow_mut(|slot| {
-        let c = slot.get_or_insert_with(|| Compress::new(Compression::new(GZIP_LEVEL), false));
-        c.reset();
-        let mut out = Vec::with_capacity(GZIP_HEADER.len() + plain.len() / 8 + 64);
-        out.extend_from_slice(&GZIP_HEADER);
-        loop {
-            let (done, written) = (c.total_in(), c.total_out());
-            let result = c.compress_vec(&plain[done as usize..], &mut out, FlushCompress::Finish);
-            let progress = c.total_in() != done || c.total_out() != written;
-            match result {
-                Ok(Status::StreamEnd) => break,
-                // The output is full: room for more.
-                Ok(_) if progress || out.len() == out.capacity() => {
-                    out.reserve(out.capacity().max(4096))
-                }
-                // An error, or no progress with room to write: not expected
-                // from a reset state. The state is dropped and this page is
-                // compressed with a fresh one, so the loop cannot spin or
-                // grow the buffer without end.
-                _ => {
-                    *slot = None;
-                    return gzip_fresh(plain);
-                }
-            }
-        }
-        let mut crc = flate2::Crc::new();
-        crc.update(plain);
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        // ISIZE is the length modulo 2^32 (RFC 1952).
-        out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
-        out
-    })
-}
-
-/// `plain` as a gzip member, with a state of its own (the fallback).
-fn gzip_fresh(plain: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
-    // Writing to a Vec cannot fail.
-    let _ = enc.write_all(plain);
-    enc.finish().unwrap_or_default()
-}
-
 /// The most bytes the pages alive may hold, given the newest page's size.
 pub fn budget(newest: usize) -> usize {
     (BUDGET_PAGES * newest).max(BUDGET_FLOOR)
@@ -137,7 +72,15 @@ impl SharedPage {
     /// The gzip form, made on first use.
     pub fn gzip(&self) -> Bytes {
         self.gzip
-            .get_or_init(|| Bytes::from(gzip(&self.plain)))
+            .get_or_init(|| {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.plain.len() / 8),
+                    flate2::Compression::new(GZIP_LEVEL),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = enc.write_all(&self.plain);
+                Bytes::from(enc.finish().unwrap_or_default())
+            })
             .clone()
     }
 
@@ -259,42 +202,5 @@ impl Pages {
         inner.alive.retain(|w| w.strong_count() > 0);
         inner.alive.push_back(Arc::downgrade(&page));
         page
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read as _;
-
-    fn gunzip(z: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(z)
-            .read_to_end(&mut out)
-            .expect("a valid gzip member");
-        out
-    }
-
-    #[test]
-    fn gzip_with_a_reused_state_round_trips_every_page() {
-        // Incompressible bytes (xorshift) make the output outgrow its first
-        // allocation; the same thread's state is reused between pages.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let noise: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let text = "redis_up{addr=\"127.0.0.1:6379\"} 1\n".repeat(5000);
-        for page in [&b""[..], b"x", text.as_bytes(), &noise, text.as_bytes()] {
-            let z = gzip(page);
-            assert_eq!(&z[..2], &[0x1f, 0x8b]);
-            assert_eq!(gunzip(&z), page);
-        }
-        assert!(gzip(text.as_bytes()).len() < text.len() / 10);
-        assert_eq!(gunzip(&gzip_fresh(text.as_bytes())), text.as_bytes());
     }
 }
