@@ -85,7 +85,7 @@ log "building release binaries (cargo build --release --bins)"
 EXPORTER="$ROOT/target/release/redis-vitals"
 LOADGEN="$ROOT/target/release/redis-vitals-loadgen"
 DATASET="$ROOT/target/release/redis-vitals-dataset"
-[ -x "$EXPORTER" ] && [ -x "$LOADGEN" ] || die "build did not produce $EXPORTER and $LOADGEN"
+[ -x "$EXPORTER" ] && [ -x "$LOADGEN" ] && [ -x "$DATASET" ] || die "build did not produce $EXPORTER, $LOADGEN and $DATASET"
 
 # --- 3. Cleanup, armed before anything starts --------------------------------
 
