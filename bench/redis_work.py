@@ -199,8 +199,13 @@ def native_redis(args, prefix):
         [args.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--hz", "10", "--dir", tmp],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2) == b"PONG", 30)
-    seed(port)
+    try:
+        wait_until("redis-server", lambda: redis_cmd(port, "PING", timeout=2) == b"PONG", 30)
+        seed(port)
+    except BaseException:
+        # Not left running when the harness gives up (sys.exit included).
+        proc.kill()
+        raise
     return proc, port, tmp
 
 
