@@ -107,8 +107,12 @@ class CallgrindRedis:
              "--appendonly", "no", "--hz", "10", "--dir", tmp],
             stdout=open(os.path.join(tmp, "redis.log"), "wb"), stderr=subprocess.STDOUT,
         )
-        wait_until("redis-server under callgrind", lambda: redis_cmd(self.port, "PING", timeout=2) == b"PONG", 60)
-        seed(self.port)
+        try:
+            wait_until("redis-server under callgrind", lambda: redis_cmd(self.port, "PING", timeout=2) == b"PONG", 60)
+            seed(self.port)
+        except BaseException:
+            self.proc.kill()
+            raise
         self.dumps = 0
 
     def ctl(self, flag):
