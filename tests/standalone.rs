@@ -273,6 +273,60 @@ fn steady_state_reuses_one_connection() {
     );
 }
 
+/// A poll asks everything in one write: Redis counts one read event per
+/// poll (`total_reads_processed`), not one per command. Measured from a
+/// connection of our own, which adds exactly one read per probe.
+#[test]
+fn a_poll_is_one_round_trip() {
+    let redis = RedisServer::start(&[]);
+    let d = TestDaemon::start(&["--redis.addr", &redis.addr()]);
+    let a = redis.addr();
+    let l = [("addr", a.as_str())];
+    d.wait_value(WAIT, "redis_vitals_polls_total", &l, |v| v >= 2.0);
+
+    let stream = std::net::TcpStream::connect(redis.socket_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    // (read events, INFO calls, SLOWLOG calls) as Redis counts them.
+    let mut probe = || {
+        common::write_resp_command(&mut writer, &["INFO", "all"]).unwrap();
+        let text = common::read_resp(&mut reader).unwrap().text().unwrap();
+        let info = common::parse_info(&text);
+        let calls = |cmd: &str| -> u64 {
+            info.get(&format!("cmdstat_{cmd}")).map_or(0, |v| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+        };
+        let reads: u64 = info["total_reads_processed"].parse().unwrap();
+        (
+            reads,
+            calls("info"),
+            calls("slowlog|len") + calls("slowlog|get"),
+        )
+    };
+    let (reads0, info0, slowlog0) = probe();
+    let polls0 = find_value(&d.metrics(), "redis_vitals_polls_total", &l).unwrap();
+    d.wait_value(WAIT, "redis_vitals_polls_total", &l, |v| v >= polls0 + 6.0);
+    let (reads1, info1, slowlog1) = probe();
+    // Our second probe is one read and one INFO call.
+    let reads = reads1 - reads0 - 1;
+    let polls = info1 - info0 - 1;
+    assert!(polls >= 5, "{polls} polls between the probes");
+    // Every poll asked for the slow log (the default detail cadence)...
+    assert_eq!(slowlog1 - slowlog0, 2 * polls);
+    // ...in the same write as INFO. A pipelined request split across two
+    // TCP segments would cost one extra read: allow one in the run.
+    assert!(
+        reads <= polls + 1,
+        "{reads} read events for {polls} polls: the poll is not one round trip"
+    );
+}
+
 #[test]
 fn readiness_waits_for_every_node() {
     let redis = RedisServer::start(&[]);

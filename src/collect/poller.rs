@@ -20,7 +20,7 @@ use crate::error::{PollError, Reason};
 use crate::expose::state::{NodeState, Observation, ParseErrorKind, Slowlog};
 use crate::parse::cluster;
 use crate::parse::info::{self, Info};
-use crate::redis::conn::Conn;
+use crate::redis::conn::{text_reply, Conn};
 use crate::redis::resp::Reply;
 use crate::redis::target::Target;
 use crate::signals::Counters;
@@ -228,6 +228,14 @@ struct Capabilities {
     denied: std::collections::BTreeMap<&'static str, Instant>,
 }
 
+/// Whether a command the metrics can do without is asked this poll: not
+/// while the server's refusal of it (NOPERM) is younger than `retry_after`.
+fn denial_expired(caps: &Capabilities, name: &str, retry_after: Duration) -> bool {
+    caps.denied
+        .get(name)
+        .is_none_or(|at| at.elapsed() >= retry_after)
+}
+
 /// Runs a command the metrics can do without. A NOPERM reply marks it
 /// denied (the node stays up with everything else); other errors fail the
 /// poll as usual.
@@ -239,12 +247,20 @@ async fn optional_query(
     retry_after: Duration,
     addr: &str,
 ) -> Result<Option<String>, PollError> {
-    if let Some(at) = caps.denied.get(name) {
-        if at.elapsed() < retry_after {
-            return Ok(None);
-        }
+    if !denial_expired(caps, name, retry_after) {
+        return Ok(None);
     }
-    match c.query_text(args).await {
+    optional_text(c.query(args).await?, caps, name, addr)
+}
+
+/// The text of a reply to an optional command (see [`optional_query`]).
+fn optional_text(
+    reply: Reply,
+    caps: &mut Capabilities,
+    name: &'static str,
+    addr: &str,
+) -> Result<Option<String>, PollError> {
+    match text_reply(reply) {
         Ok(text) => {
             caps.denied.remove(name);
             Ok(Some(text))
@@ -259,56 +275,54 @@ async fn optional_query(
     }
 }
 
-/// `SLOWLOG LEN` and the id of the newest entry (`SLOWLOG GET 1`), the
-/// peer's `redis_slowlog_length` and `redis_slowlog_last_id`. `None` when
-/// the server does not answer them (denied, unknown command).
-async fn read_slowlog(
-    c: &mut Conn,
-    caps: &mut Capabilities,
-    retry_after: Duration,
-    addr: &str,
-) -> Result<Option<Slowlog>, PollError> {
-    if caps.slowlog_unavailable {
-        return Ok(None);
-    }
-    if let Some(at) = caps.denied.get("slowlog") {
-        if at.elapsed() < retry_after {
-            return Ok(None);
-        }
-    }
-    let mut replies = Vec::with_capacity(2);
-    for args in [&[&b"SLOWLOG"[..], b"LEN"][..], &[b"SLOWLOG", b"GET", b"1"]] {
-        match c.query(args).await? {
-            Reply::Error(e) => {
-                if PollError::from_error_reply(&e).reason == Reason::Denied {
-                    if caps.denied.insert("slowlog", Instant::now()).is_none() {
-                        tracing::warn!(addr = %addr, command = "slowlog", "ACL denies this command; its metrics are skipped");
-                    }
-                } else {
-                    caps.slowlog_unavailable = true;
+/// Asked with INFO on detailed polls: the peer's `redis_slowlog_length`
+/// and `redis_slowlog_last_id` (the newest entry's id).
+const SLOWLOG_LEN: &[&[u8]] = &[b"SLOWLOG", b"LEN"];
+const SLOWLOG_NEWEST: &[&[u8]] = &[b"SLOWLOG", b"GET", b"1"];
+
+/// Asked with INFO on cluster nodes.
+const CLUSTER_INFO: &[&[u8]] = &[b"CLUSTER", b"INFO"];
+
+/// Whether a poll asks for the slow log: not of a server that does not
+/// answer it, nor while its ACL denial is recent.
+fn slowlog_wanted(caps: &Capabilities, retry_after: Duration) -> bool {
+    !caps.slowlog_unavailable && denial_expired(caps, "slowlog", retry_after)
+}
+
+/// The slow log's length and newest id from the replies to
+/// [`SLOWLOG_LEN`] and [`SLOWLOG_NEWEST`]. `None` when the server does not
+/// answer them: denied (asked again after `poll.config-refresh`) or an
+/// engine without them (not asked again of this server process).
+fn read_slowlog(len: Reply, newest: Reply, caps: &mut Capabilities, addr: &str) -> Option<Slowlog> {
+    for reply in [&len, &newest] {
+        if let Reply::Error(e) = reply {
+            if PollError::from_error_reply(e).reason == Reason::Denied {
+                if caps.denied.insert("slowlog", Instant::now()).is_none() {
+                    tracing::warn!(addr = %addr, command = "slowlog", "ACL denies this command; its metrics are skipped");
                 }
-                return Ok(None);
+            } else {
+                caps.slowlog_unavailable = true;
             }
-            r => replies.push(r),
+            return None;
         }
     }
     caps.denied.remove("slowlog");
-    let length = match replies[0] {
+    let length = match len {
         Reply::Int(n) if n >= 0 => n as u64,
-        _ => return Ok(None),
+        _ => return None,
     };
     // An empty log has no newest entry: the peer shows 0 then.
-    let last_id = match &replies[1] {
+    let last_id = match &newest {
         Reply::Array(entries) => match entries.first() {
             Some(Reply::Array(entry)) => match entry.first() {
                 Some(Reply::Int(id)) if *id >= 0 => *id as u64,
-                _ => return Ok(None),
+                _ => return None,
             },
             _ => 0,
         },
-        _ => return Ok(None),
+        _ => return None,
     };
-    Ok(Some(Slowlog { length, last_id }))
+    Some(Slowlog { length, last_id })
 }
 
 /// What the previous polls of a cluster node saw, to tell topology signals
@@ -717,8 +731,27 @@ async fn poll_commands(
         // answer the default sections, without the detail ones.
         info_cmd.push(b"all");
     }
+    // Everything this poll needs from a known server goes in one write:
+    // one round trip, one wake-up. What depends on INFO's answer (a new
+    // server's capabilities, CLUSTER NODES) follows it.
+    let want_slowlog = detailed && slowlog_wanted(caps, config_refresh);
+    let want_cluster_info =
+        caps.cluster_enabled && denial_expired(caps, "cluster|info", config_refresh);
+    let mut commands: Vec<&[&[u8]]> = vec![&info_cmd];
+    if want_slowlog {
+        commands.extend([SLOWLOG_LEN, SLOWLOG_NEWEST]);
+    }
+    if want_cluster_info {
+        commands.push(CLUSTER_INFO);
+    }
     let asked_at = Instant::now();
-    let text = c.query_text(&info_cmd).await?;
+    let mut replies = c.query_many(&commands).await?.into_iter();
+    let mut next_reply = || {
+        replies
+            .next()
+            .ok_or_else(|| PollError::new(Reason::Protocol, "a reply is missing"))
+    };
+    let text = text_reply(next_reply()?)?;
     let at = Instant::now();
     let info = info::parse_info(&text);
     if info.field_count() == 0 {
@@ -734,8 +767,10 @@ async fn poll_commands(
         *caps = detect(&info);
         caps.run_id = run_id;
     }
-    let slowlog = if detailed {
-        read_slowlog(c, caps, ctx.poll.config_refresh, &target.addr).await?
+    let slowlog = if want_slowlog {
+        read_slowlog(next_reply()?, next_reply()?, caps, &target.addr)
+    } else if detailed {
+        None
     } else {
         caps.detail.as_ref().and_then(|d| d.slowlog)
     };
@@ -771,15 +806,13 @@ async fn poll_commands(
 
     let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
         let retry = ctx.poll.config_refresh;
-        let text = optional_query(
-            c,
-            caps,
-            "cluster|info",
-            &[b"CLUSTER", b"INFO"],
-            retry,
-            &target.addr,
-        )
-        .await?;
+        // Asked with INFO when the previous poll knew this for a cluster
+        // node; asked now of a new one.
+        let text = if want_cluster_info {
+            optional_text(next_reply()?, caps, "cluster|info", &target.addr)?
+        } else {
+            optional_query(c, caps, "cluster|info", CLUSTER_INFO, retry, &target.addr).await?
+        };
         // A malformed field (or a reply that is no CLUSTER INFO at all)
         // costs that field, counted, not the node's INFO.
         let ci = match text.as_deref().map(cluster::parse_cluster_info_lenient) {

@@ -1,9 +1,10 @@
 //! One connection to a node: TCP or Unix socket, optional TLS, AUTH and
-//! SELECT, then one command at a time with a byte budget on every poll.
+//! SELECT, then a poll's commands in one write with a byte budget on every
+//! poll.
 //!
 //! We own the stream and the request/reply loop instead of using the redis
-//! crate's multiplexed connection. The poller sends one command and waits
-//! for its reply, so multiplexing bought nothing and cost the most of any
+//! crate's multiplexed connection. The poller sends a poll's commands and
+//! waits for their replies, so multiplexing bought nothing and cost the most of any
 //! part of a poll: a driver task, channels and a 16 KiB read buffer per
 //! node, kept for the connection's whole life (BENCHMARKS.md, "Where the
 //! exporter's CPU goes" and the memory profile). Here a poll borrows a
@@ -146,8 +147,42 @@ impl Conn {
     /// Sends one command and reads its reply. Error replies come back as
     /// [`Reply::Error`]; only transport and protocol failures are `Err`.
     pub async fn query(&mut self, args: &[&[u8]]) -> Result<Reply, PollError> {
-        self.send(args).await?;
+        let mut replies = self.query_many(&[args]).await?;
+        replies
+            .pop()
+            .ok_or_else(|| PollError::new(Reason::Protocol, "no reply"))
+    }
 
+    /// Sends several commands in one write and reads their replies, in
+    /// order, within the poll's byte budget. A poll asks everything it
+    /// needs at once: one round trip and one wake-up instead of one per
+    /// command, for us and for the server. Every reply is read before
+    /// returning, error replies included, so the connection stays in step
+    /// whatever the caller makes of them.
+    pub async fn query_many(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, PollError> {
+        let mut request = Vec::with_capacity(64 * commands.len());
+        for args in commands {
+            resp::encode(args, &mut request);
+        }
+        self.write_request(&request).await?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            replies.push(self.read_in_budget().await?);
+        }
+        if !self.buf.is_empty() {
+            // Nothing else is in flight: extra bytes mean the conversation
+            // is out of step, and the poller drops the connection.
+            return Err(PollError::new(
+                Reason::Protocol,
+                "unexpected bytes after the reply",
+            ));
+        }
+        Ok(replies)
+    }
+
+    /// Reads the next reply of a poll, counted against the poll's budget,
+    /// and keeps any bytes after it (the next pipelined reply's).
+    async fn read_in_budget(&mut self) -> Result<Reply, PollError> {
         let mut framer = Framer::new();
         let end = loop {
             let allowed = MAX_REPLY_BYTES - self.read_this_poll + self.buf.len();
@@ -181,15 +216,13 @@ impl Conn {
         };
         let (reply, used) = resp::decode(&self.buf[..end])
             .map_err(|e| PollError::new(Reason::Protocol, e.to_string()))?;
-        if used != end || self.buf.len() != end {
-            // Nothing else is in flight: extra bytes mean the conversation
-            // is out of step, and the poller drops the connection.
+        if used != end {
             return Err(PollError::new(
                 Reason::Protocol,
-                "unexpected bytes after the reply",
+                "a reply did not end where it was framed",
             ));
         }
-        self.buf.clear();
+        self.buf.drain(..end);
         Ok(reply)
     }
 
@@ -275,13 +308,20 @@ impl Conn {
     /// A command whose reply is text (INFO, CLUSTER INFO, CLUSTER NODES):
     /// error replies become errors with their reason.
     pub async fn query_text(&mut self, args: &[&[u8]]) -> Result<String, PollError> {
-        match self.query(args).await? {
-            Reply::Bulk(b) => String::from_utf8(b)
-                .map_err(|_| PollError::new(Reason::Protocol, "reply is not UTF-8")),
-            Reply::Status(s) => Ok(s),
-            Reply::Error(e) => Err(PollError::from_error_reply(&e)),
-            _ => Err(PollError::new(Reason::Protocol, "expected a text reply")),
+        text_reply(self.query(args).await?)
+    }
+}
+
+/// The text of a reply to INFO, CLUSTER INFO or CLUSTER NODES; an error
+/// reply becomes an error with its reason.
+pub fn text_reply(reply: Reply) -> Result<String, PollError> {
+    match reply {
+        Reply::Bulk(b) => {
+            String::from_utf8(b).map_err(|_| PollError::new(Reason::Protocol, "reply is not UTF-8"))
         }
+        Reply::Status(s) => Ok(s),
+        Reply::Error(e) => Err(PollError::from_error_reply(&e)),
+        _ => Err(PollError::new(Reason::Protocol, "expected a text reply")),
     }
 }
 

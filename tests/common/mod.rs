@@ -255,7 +255,7 @@ impl Resp {
     }
 }
 
-fn write_resp_command(w: &mut impl Write, args: &[&str]) -> io::Result<()> {
+pub fn write_resp_command(w: &mut impl Write, args: &[&str]) -> io::Result<()> {
     let mut buf = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -284,7 +284,7 @@ fn bad_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-fn read_resp(r: &mut impl BufRead) -> io::Result<Resp> {
+pub fn read_resp(r: &mut impl BufRead) -> io::Result<Resp> {
     let line = read_crlf_line(r)?;
     let mut chars = line.chars();
     let kind = chars
