@@ -160,11 +160,7 @@ impl Conn {
     /// returning, error replies included, so the connection stays in step
     /// whatever the caller makes of them.
     pub async fn query_many(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, PollError> {
-        let mut request = Vec::with_capacity(64 * commands.len());
-        for args in commands {
-            resp::encode(args, &mut request);
-        }
-        self.write_request(&request).await?;
+        self.send_many(commands).await?;
         let mut replies = Vec::with_capacity(commands.len());
         for _ in commands {
             replies.push(self.read_in_budget().await?);
@@ -246,13 +242,17 @@ impl Conn {
             .map_err(|e| PollError::new(Reason::Io, format!("write: {e}")))
     }
 
-    /// Sends several commands in one write (a pipeline); their replies are
-    /// read one by one with [`Conn::read_one`]. The keyspace analyser asks
-    /// three questions of each of a hundred keys per round trip.
-    pub async fn send_many(&mut self, commands: &[Vec<&[u8]>]) -> Result<(), PollError> {
+    /// Sends several commands in one write (a pipeline). A poll reads the
+    /// replies with [`Conn::query_many`]; the keyspace analyser, which asks
+    /// three questions of each of a hundred keys per round trip, one by one
+    /// with [`Conn::read_one`].
+    pub async fn send_many<'a, C: AsRef<[&'a [u8]]>>(
+        &mut self,
+        commands: &[C],
+    ) -> Result<(), PollError> {
         let mut request = Vec::with_capacity(48 * commands.len());
         for args in commands {
-            resp::encode(args, &mut request);
+            resp::encode(args.as_ref(), &mut request);
         }
         self.write_request(&request).await
     }
