@@ -4,15 +4,15 @@
 //!
 //! We own the stream and the request/reply loop instead of using the redis
 //! crate's multiplexed connection. The poller sends a poll's commands and
-//! waits for their replies, so multiplexing bought nothing and cost the most of any
-//! part of a poll: a driver task, channels and a 16 KiB read buffer per
-//! node, kept for the connection's whole life (BENCHMARKS.md, "Where the
-//! exporter's CPU goes" and the memory profile). Here a poll borrows a
-//! buffer sized to its replies and frees it when done. Owning the stream
-//! also gives full control of TLS (CA file, client certificate, server
-//! name override, an explicit insecure mode) and a cap on reply size, so a
-//! hostile or broken server declaring a multi-gigabyte reply cannot make
-//! the exporter buffer it.
+//! waits for their replies, so multiplexing bought nothing and cost the
+//! most of any part of a poll: a driver task, channels and a 16 KiB read
+//! buffer per node, kept for the connection's whole life (BENCHMARKS.md,
+//! "Where the exporter's CPU goes" and the memory profile). Here a poll
+//! borrows a buffer sized to its replies and frees it when done. Owning the
+//! stream also gives full control of TLS (CA file, client certificate,
+//! server name override, an explicit insecure mode) and a cap on reply
+//! size, so a hostile or broken server declaring a multi-gigabyte reply
+//! cannot make the exporter buffer it.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

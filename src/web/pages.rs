@@ -69,7 +69,9 @@ pub struct SharedPage {
 }
 
 impl SharedPage {
-    /// The gzip form, made on first use.
+    /// The gzip form, made on first use. A fresh encoder each time: a
+    /// reused one halved gzip's cost at one node and gained nothing at ten
+    /// nodes and more (BENCHMARKS.md), so it did not earn its place.
     pub fn gzip(&self) -> Bytes {
         self.gzip
             .get_or_init(|| {
