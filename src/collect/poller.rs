@@ -226,6 +226,11 @@ struct Capabilities {
     /// `poll.config-refresh` has passed, so an ACL that forbids them does
     /// not add an error reply to the server's counters every poll.
     denied: std::collections::BTreeMap<&'static str, Instant>,
+    /// The last poll of this server process answered everything: the next
+    /// one may send its commands with INFO. After a failure (LOADING,
+    /// BUSY, a restart) INFO goes alone first, so an unhealthy server
+    /// gets one error reply per poll, not one per command.
+    steady: bool,
 }
 
 /// Whether a command the metrics can do without is asked this poll: not
@@ -287,6 +292,24 @@ const CLUSTER_INFO: &[&[u8]] = &[b"CLUSTER", b"INFO"];
 /// answer it, nor while its ACL denial is recent.
 fn slowlog_wanted(caps: &Capabilities, retry_after: Duration) -> bool {
     !caps.slowlog_unavailable && denial_expired(caps, "slowlog", retry_after)
+}
+
+/// Asks for the slow log after INFO, when it did not go with it: on the
+/// first poll of a server process, after a failed poll, and when a denial
+/// is retried. `SLOWLOG GET 1` only if `SLOWLOG LEN` was answered, so a
+/// denied or missing command costs the server one error reply.
+async fn ask_slowlog(
+    c: &mut Conn,
+    caps: &mut Capabilities,
+    addr: &str,
+) -> Result<Option<Slowlog>, PollError> {
+    let len = c.query(SLOWLOG_LEN).await?;
+    let newest = if matches!(len, Reply::Error(_)) {
+        Reply::Nil
+    } else {
+        c.query(SLOWLOG_NEWEST).await?
+    };
+    Ok(read_slowlog(len, newest, caps, addr))
 }
 
 /// The slow log's length and newest id from the replies to
@@ -731,27 +754,34 @@ async fn poll_commands(
         // answer the default sections, without the detail ones.
         info_cmd.push(b"all");
     }
-    // Everything this poll needs from a known server goes in one write:
-    // one round trip, one wake-up. What depends on INFO's answer (a new
-    // server's capabilities, CLUSTER NODES) follows it.
-    let want_slowlog = detailed && slowlog_wanted(caps, config_refresh);
-    let want_cluster_info =
-        caps.cluster_enabled && denial_expired(caps, "cluster|info", config_refresh);
+    // In the steady state a poll's regular commands go in one write: one
+    // round trip, one wake-up, one read event in Redis. They are the ones
+    // whose answer INFO does not decide, asked of a server whose last poll
+    // answered them (see `Capabilities::steady`); otherwise they follow
+    // INFO, as do CONFIG GET and CLUSTER NODES.
+    let steady = std::mem::replace(&mut caps.steady, false);
+    let slowlog_with_info =
+        steady && detailed && !caps.slowlog_unavailable && !caps.denied.contains_key("slowlog");
+    let cluster_info_with_info =
+        steady && caps.cluster_enabled && !caps.denied.contains_key("cluster|info");
     let mut commands: Vec<&[&[u8]]> = vec![&info_cmd];
-    if want_slowlog {
+    let slowlog_at = slowlog_with_info.then(|| {
         commands.extend([SLOWLOG_LEN, SLOWLOG_NEWEST]);
-    }
-    if want_cluster_info {
+        commands.len() - 2
+    });
+    let cluster_info_at = cluster_info_with_info.then(|| {
         commands.push(CLUSTER_INFO);
-    }
+        commands.len() - 1
+    });
     let asked_at = Instant::now();
-    let mut replies = c.query_many(&commands).await?.into_iter();
-    let mut next_reply = || {
+    let mut replies = c.query_many(&commands).await?;
+    // query_many returns one reply per command; a missing one reads as nil.
+    let mut take = |i: usize| {
         replies
-            .next()
-            .ok_or_else(|| PollError::new(Reason::Protocol, "a reply is missing"))
+            .get_mut(i)
+            .map_or(Reply::Nil, |r| std::mem::replace(r, Reply::Nil))
     };
-    let text = text_reply(next_reply()?)?;
+    let text = text_reply(take(0))?;
     let at = Instant::now();
     let info = info::parse_info(&text);
     if info.field_count() == 0 {
@@ -767,8 +797,10 @@ async fn poll_commands(
         *caps = detect(&info);
         caps.run_id = run_id;
     }
-    let slowlog = if want_slowlog {
-        read_slowlog(next_reply()?, next_reply()?, caps, &target.addr)
+    let slowlog = if let Some(i) = slowlog_at {
+        read_slowlog(take(i), take(i + 1), caps, &target.addr)
+    } else if detailed && slowlog_wanted(caps, config_refresh) {
+        ask_slowlog(c, caps, &target.addr).await?
     } else if detailed {
         None
     } else {
@@ -806,10 +838,11 @@ async fn poll_commands(
 
     let (cluster_info, cluster_nodes) = if caps.cluster_enabled {
         let retry = ctx.poll.config_refresh;
-        // Asked with INFO when the previous poll knew this for a cluster
-        // node; asked now of a new one.
-        let text = if want_cluster_info {
-            optional_text(next_reply()?, caps, "cluster|info", &target.addr)?
+        // With INFO in the steady state, else now. (A node that has just
+        // stopped being a cluster node answers it with an error, which was
+        // read with the rest and is left unused.)
+        let text = if let Some(i) = cluster_info_at {
+            optional_text(take(i), caps, "cluster|info", &target.addr)?
         } else {
             optional_query(c, caps, "cluster|info", CLUSTER_INFO, retry, &target.addr).await?
         };
@@ -899,6 +932,7 @@ async fn poll_commands(
         (None, None)
     };
 
+    caps.steady = true;
     Ok(Observation {
         at,
         asked_at,
@@ -931,6 +965,7 @@ fn detect(info: &Info) -> Capabilities {
         latency: None,
         slowlog_unavailable: false,
         denied: Default::default(),
+        steady: false,
     }
 }
 

@@ -62,7 +62,8 @@ pub struct InsightStatus {
 /// One successful poll of a node.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// When the INFO reply arrived, on the exporter's monotonic clock.
+    /// When the INFO reply (and the commands sent with it) arrived, on
+    /// the exporter's monotonic clock.
     pub at: Instant,
     /// When INFO was sent: the node's state was read between this and
     /// `at`. Replication lag does not count a single write that a master

@@ -1,6 +1,5 @@
 //! One connection to a node: TCP or Unix socket, optional TLS, AUTH and
-//! SELECT, then a poll's commands in one write with a byte budget on every
-//! poll.
+//! SELECT, then pipelined commands with a byte budget on every poll.
 //!
 //! We own the stream and the request/reply loop instead of using the redis
 //! crate's multiplexed connection. The poller sends a poll's commands and
@@ -154,11 +153,11 @@ impl Conn {
     }
 
     /// Sends several commands in one write and reads their replies, in
-    /// order, within the poll's byte budget. A poll asks everything it
-    /// needs at once: one round trip and one wake-up instead of one per
-    /// command, for us and for the server. Every reply is read before
-    /// returning, error replies included, so the connection stays in step
-    /// whatever the caller makes of them.
+    /// order, within the poll's byte budget: one round trip and one
+    /// wake-up instead of one per command, for us and for the server (a
+    /// steady poll's regular commands go this way). Every reply is read
+    /// before returning, error replies included, so the connection stays
+    /// in step whatever the caller makes of them.
     pub async fn query_many(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, PollError> {
         self.send_many(commands).await?;
         let mut replies = Vec::with_capacity(commands.len());
