@@ -2,12 +2,13 @@
 //! memory without bound, and never disturbs the other nodes: a fake server
 //! on loopback answers INFO with garbage, a multi-gigabyte declared reply,
 //! an endless array, a reply trickled byte by byte, or closes mid-reply.
-//! Each is marked down with a fixed reason.
+//! Each is marked down with a fixed reason. A server replaced by an older
+//! version at the same address is learned again.
 
 mod common;
 mod daemon_harness;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -235,4 +236,88 @@ fn a_server_echoing_the_password_does_not_leak_it() {
         landing.contains("&lt;redacted&gt;") || landing.contains("<redacted>"),
         "{landing}"
     );
+}
+
+/// Answers like Redis 6.2: `INFO` with one section name or none, and
+/// `-ERR syntax error` to several (7.0's form); anything else is unknown.
+fn serve_old_redis(conn: TcpStream, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    let info = "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n\
+                run_id:0123456789abcdef0123456789abcdef01234567\r\n\
+                # Clients\r\nconnected_clients:1\r\nmaxclients:10000\r\n\
+                # Replication\r\nrole:master\r\n";
+    let born = Instant::now();
+    while !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
+        let mut args: Vec<String> = vec![];
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        let Some(n) = line
+            .trim_end()
+            .strip_prefix('*')
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            return;
+        };
+        for _ in 0..n.min(64) {
+            let mut len = String::new();
+            let mut arg = String::new();
+            if reader.read_line(&mut len).is_err() || reader.read_line(&mut arg).is_err() {
+                return;
+            }
+            args.push(arg.trim_end().to_ascii_uppercase());
+        }
+        let reply = match args.first().map(String::as_str) {
+            Some("INFO") if args.len() <= 2 => format!("${}\r\n{info}\r\n", info.len()),
+            Some("INFO") => "-ERR syntax error\r\n".to_string(),
+            _ => "-ERR unknown command\r\n".to_string(),
+        };
+        if writer.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn an_older_server_at_a_known_address_is_learned_again() {
+    let mut redis = RedisServer::start(&[]);
+    let addr = redis.addr();
+    let l = [("addr", addr.as_str())];
+    let d = TestDaemon::start(&["--redis.addr", &addr]);
+    d.wait_value(WAIT, "redis_up", &l, |v| v == 1.0);
+
+    // Redis 7 goes; a 6.2 answers at the same address.
+    redis.stop();
+    let listener = TcpListener::bind(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = thread::spawn(move || {
+        let born = Instant::now();
+        while !flag.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    let flag = flag.clone();
+                    thread::spawn(move || serve_old_redis(conn, &flag));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    common::wait_until(WAIT, "the 6.2 server to be shown", || {
+        let m = d.metrics();
+        let info = common::find_all(&m, "redis_instance_info", &l);
+        (find_value(&m, "redis_up", &l) == Some(1.0)
+            && info.first().and_then(|s| s.label("redis_version")) == Some("6.2.14"))
+        .then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
 }

@@ -781,7 +781,20 @@ async fn poll_commands(
             .get_mut(i)
             .map_or(Reply::Nil, |r| std::mem::replace(r, Reply::Nil))
     };
-    let text = text_reply(take(0))?;
+    let text = match text_reply(take(0)) {
+        Ok(text) => text,
+        Err(e) => {
+            if e.reason == Reason::ServerError && caps.multi_section_info {
+                // Refused section names: another server now answers at this
+                // address (an older version behind the same name). Ask the
+                // form every version takes and learn the server again,
+                // rather than stay down until the exporter restarts.
+                caps.multi_section_info = false;
+                caps.run_id = None;
+            }
+            return Err(e);
+        }
+    };
     let at = Instant::now();
     let info = info::parse_info(&text);
     if info.field_count() == 0 {
