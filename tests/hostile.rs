@@ -238,20 +238,20 @@ fn a_server_echoing_the_password_does_not_leak_it() {
     );
 }
 
-/// Answers like Redis 6.2: `INFO` with one section name or none, and
-/// `-ERR syntax error` to several (7.0's form); anything else is unknown.
-fn serve_old_redis(conn: TcpStream, stop: &AtomicBool) {
+/// Serves RESP commands one by one on `conn`: `answer` gets each command's
+/// arguments (the first upper-cased) and whether more commands had already
+/// arrived with it (a pipeline), and gives the bytes to send back.
+fn serve_commands(
+    conn: TcpStream,
+    stop: &AtomicBool,
+    mut answer: impl FnMut(&[String], bool) -> Vec<u8>,
+) {
     conn.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    let info = "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n\
-                run_id:0123456789abcdef0123456789abcdef01234567\r\n\
-                # Clients\r\nconnected_clients:1\r\nmaxclients:10000\r\n\
-                # Replication\r\nrole:master\r\n";
     let born = Instant::now();
     while !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
-        let mut args: Vec<String> = vec![];
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) => return,
@@ -265,22 +265,200 @@ fn serve_old_redis(conn: TcpStream, stop: &AtomicBool) {
         else {
             return;
         };
-        for _ in 0..n.min(64) {
+        let mut args: Vec<String> = vec![];
+        for i in 0..n.min(64) {
             let mut len = String::new();
             let mut arg = String::new();
             if reader.read_line(&mut len).is_err() || reader.read_line(&mut arg).is_err() {
                 return;
             }
-            args.push(arg.trim_end().to_ascii_uppercase());
+            let arg = arg.trim_end();
+            args.push(if i == 0 {
+                arg.to_ascii_uppercase()
+            } else {
+                arg.to_string()
+            });
         }
-        let reply = match args.first().map(String::as_str) {
-            Some("INFO") if args.len() <= 2 => format!("${}\r\n{info}\r\n", info.len()),
-            Some("INFO") => "-ERR syntax error\r\n".to_string(),
-            _ => "-ERR unknown command\r\n".to_string(),
-        };
-        if writer.write_all(reply.as_bytes()).is_err() {
+        let batched = !reader.buffer().is_empty();
+        if writer.write_all(&answer(&args, batched)).is_err() {
             return;
         }
+    }
+}
+
+/// Listens on `listener` until `stop`, serving each connection on a thread
+/// of its own with a fresh `answer` from `make`.
+fn serve_on<A: FnMut(&[String], bool) -> Vec<u8> + Send + 'static>(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    make: impl Fn() -> A + Send + 'static,
+) -> thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        let born = Instant::now();
+        while !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    let (stop, answer) = (stop.clone(), make());
+                    thread::spawn(move || serve_commands(conn, &stop, answer));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })
+}
+
+fn bulk(text: &str) -> Vec<u8> {
+    format!("${}\r\n{text}\r\n", text.len()).into_bytes()
+}
+
+/// An INFO reply of `version`.
+fn info_text(version: &str) -> String {
+    format!(
+        "# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n\
+         run_id:0123456789abcdef0123456789abcdef01234567\r\n\
+         # Clients\r\nconnected_clients:1\r\nmaxclients:10000\r\n\
+         # Replication\r\nrole:master\r\n"
+    )
+}
+
+/// Answers like Redis 6.2: `INFO` with one section name or none, and
+/// `-ERR syntax error` to several (7.0's form); anything else is unknown.
+fn old_redis() -> impl FnMut(&[String], bool) -> Vec<u8> {
+    |args: &[String], _| match args.first().map(String::as_str) {
+        Some("INFO") if args.len() <= 2 => bulk(&info_text("6.2.14")),
+        Some("INFO") => b"-ERR syntax error\r\n".to_vec(),
+        _ => b"-ERR unknown command\r\n".to_vec(),
+    }
+}
+
+/// What a fake Redis 7 does to the slow-log replies of the polls after
+/// its first (the ones the exporter sends with INFO).
+#[derive(Clone, Copy)]
+enum SlowlogTrick {
+    /// `SLOWLOG GET 1` answered, then bytes nobody asked for.
+    TrailingBytes,
+    /// `SLOWLOG LEN` answered with a declared 5 GB string.
+    HugeSecondReply,
+    /// Both refused by the ACL (error replies inside the pipeline).
+    Denied,
+}
+
+/// A Redis 7 that answers a poll in full unless its slow-log commands came
+/// in one write with INFO: those get `trick`. `pipelines` counts the INFOs
+/// that came with other commands.
+fn pipelining_redis(
+    trick: SlowlogTrick,
+    pipelines: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl FnMut(&[String], bool) -> Vec<u8> {
+    let mut in_pipeline = false;
+    move |args: &[String], batched| {
+        let cmd = args.first().map(String::as_str).unwrap_or("");
+        let sub = args
+            .get(1)
+            .map(|s| s.to_ascii_uppercase())
+            .unwrap_or_default();
+        if cmd == "INFO" {
+            in_pipeline = batched;
+            if batched {
+                pipelines.fetch_add(1, Ordering::Relaxed);
+            }
+            return bulk(&info_text("7.0.15"));
+        }
+        match (cmd, sub.as_str(), in_pipeline, trick) {
+            ("SLOWLOG", "LEN", true, SlowlogTrick::HugeSecondReply) => {
+                b"$5000000000\r\nxx".to_vec()
+            }
+            ("SLOWLOG", _, true, SlowlogTrick::Denied) => {
+                b"-NOPERM this user has no permissions to run the 'slowlog' command\r\n".to_vec()
+            }
+            ("SLOWLOG", "GET", true, SlowlogTrick::TrailingBytes) => b"*0\r\n+EXTRA\r\n".to_vec(),
+            ("SLOWLOG", "LEN", ..) => b":0\r\n".to_vec(),
+            ("SLOWLOG", "GET", ..) => b"*0\r\n".to_vec(),
+            ("CONFIG", ..) => b"*2\r\n$9\r\ndatabases\r\n$2\r\n16\r\n".to_vec(),
+            _ => b"-ERR unknown command\r\n".to_vec(),
+        }
+    }
+}
+
+/// Pipelined replies from a broken or hostile server cost that node its
+/// poll (with a fixed reason), never the connection's step or other nodes;
+/// error replies inside a pipeline cost only their metrics.
+#[test]
+fn hostile_replies_inside_a_pipeline_are_contained() {
+    let real = RedisServer::start(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut fakes = vec![];
+    let mut threads = vec![];
+    for (trick, reason) in [
+        (SlowlogTrick::TrailingBytes, Some("protocol")),
+        (SlowlogTrick::HugeSecondReply, Some("reply_too_large")),
+        (SlowlogTrick::Denied, None),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let pipelines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pipelines.clone();
+        threads.push(serve_on(listener, stop.clone(), move || {
+            pipelining_redis(trick, counter.clone())
+        }));
+        fakes.push((addr, reason, pipelines));
+    }
+    let mut args = vec!["--redis.addr".to_string(), real.addr()];
+    for (addr, ..) in &fakes {
+        args.push("--redis.addr".into());
+        args.push(addr.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = TestDaemon::start(&args);
+    let ra = real.addr();
+    d.wait_value(WAIT, "redis_up", &[("addr", &ra)], |v| v == 1.0);
+    for (addr, reason, pipelines) in &fakes {
+        let l = [("addr", addr.as_str())];
+        match reason {
+            Some(reason) => {
+                // Up after the first poll, down on the pipelined ones, again
+                // and again (each reconnect starts over).
+                let r = [("addr", addr.as_str()), ("reason", reason)];
+                d.wait_value(WAIT, "redis_vitals_poll_errors_total", &r, |v| v >= 2.0);
+                assert!(
+                    find_value(&d.metrics(), "redis_vitals_connections_opened_total", &l).unwrap()
+                        >= 2.0
+                );
+            }
+            None => {
+                // The refusal is read in step: the node stays up, polled on
+                // one connection, its slow-log series gone.
+                d.wait_value(WAIT, "redis_vitals_polls_total", &l, |v| v >= 6.0);
+                let m = d.metrics();
+                assert_eq!(find_value(&m, "redis_up", &l), Some(1.0));
+                assert_eq!(
+                    find_value(&m, "redis_vitals_connections_opened_total", &l),
+                    Some(1.0)
+                );
+                let errors: f64 = common::find_all(&m, "redis_vitals_poll_errors_total", &l)
+                    .iter()
+                    .map(|s| s.value)
+                    .sum();
+                assert_eq!(errors, 0.0, "a denied SLOWLOG failed polls");
+                assert_eq!(find_value(&m, "redis_slowlog_length", &l), None);
+            }
+        }
+        let age = find_value(
+            &d.metrics(),
+            "redis_vitals_last_success_age_seconds",
+            &[("addr", &ra)],
+        )
+        .unwrap();
+        assert!(age < 1.5, "the real node's snapshot went stale ({age}s)");
+        // The tricks were played on pipelined polls.
+        let pipelined = pipelines.load(Ordering::Relaxed);
+        assert!(pipelined >= 1, "{addr}: no poll came as a pipeline");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
     }
 }
 
@@ -294,23 +472,8 @@ fn an_older_server_at_a_known_address_is_learned_again() {
 
     // Redis 7 goes; a 6.2 answers at the same address.
     redis.stop();
-    let listener = TcpListener::bind(&addr).unwrap();
-    listener.set_nonblocking(true).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let server = thread::spawn(move || {
-        let born = Instant::now();
-        while !flag.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    conn.set_nonblocking(false).unwrap();
-                    let flag = flag.clone();
-                    thread::spawn(move || serve_old_redis(conn, &flag));
-                }
-                Err(_) => thread::sleep(Duration::from_millis(10)),
-            }
-        }
-    });
+    let server = serve_on(TcpListener::bind(&addr).unwrap(), stop.clone(), old_redis);
     common::wait_until(WAIT, "the 6.2 server to be shown", || {
         let m = d.metrics();
         let info = common::find_all(&m, "redis_instance_info", &l);
