@@ -2,8 +2,10 @@
 //! memory without bound, and never disturbs the other nodes: a fake server
 //! on loopback answers INFO with garbage, a multi-gigabyte declared reply,
 //! an endless array, a reply trickled byte by byte, or closes mid-reply.
-//! Each is marked down with a fixed reason. A server replaced by an older
-//! version at the same address is learned again.
+//! Each is marked down with a fixed reason; so are tricks played on the
+//! replies of a pipelined poll, while error replies inside one cost only
+//! their metrics. A server replaced by an older version at the same address
+//! is learned again.
 
 mod common;
 mod daemon_harness;
