@@ -10,7 +10,7 @@
 mod common;
 mod daemon_harness;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,21 +46,11 @@ struct FakeServer {
 impl FakeServer {
     fn start(behaviour: Behaviour) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let flag = flag.clone();
-                        thread::spawn(move || serve(conn, behaviour, &flag));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(10)),
-                }
-            }
+        let thread = accept_loop(listener, stop.clone(), move |conn| {
+            serve(conn, behaviour, &flag)
         });
         FakeServer {
             addr,
@@ -68,6 +58,29 @@ impl FakeServer {
             thread: Some(thread),
         }
     }
+}
+
+/// Accepts on `listener` until `stop` (or two minutes), each connection
+/// handled by `handle` on a thread of its own.
+fn accept_loop(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    handle: impl Fn(TcpStream) + Clone + Send + 'static,
+) -> thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    let handle = handle.clone();
+                    thread::spawn(move || handle(conn));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })
 }
 
 impl Drop for FakeServer {
@@ -248,39 +261,31 @@ fn serve_commands(
     stop: &AtomicBool,
     mut answer: impl FnMut(&[String], bool) -> Vec<u8>,
 ) {
+    // A command arrives whole: a timeout only ever interrupts the wait for
+    // the next one, and lets the loop see `stop`.
     conn.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     let born = Instant::now();
     while !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(_) => continue,
-        }
-        let Some(n) = line
-            .trim_end()
-            .strip_prefix('*')
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            return;
+        let command = match common::read_resp(&mut reader) {
+            Ok(common::Resp::Array(Some(parts))) => parts,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            _ => return,
         };
-        let mut args: Vec<String> = vec![];
-        for i in 0..n.min(64) {
-            let mut len = String::new();
-            let mut arg = String::new();
-            if reader.read_line(&mut len).is_err() || reader.read_line(&mut arg).is_err() {
-                return;
-            }
-            let arg = arg.trim_end();
-            args.push(if i == 0 {
-                arg.to_ascii_uppercase()
-            } else {
-                arg.to_string()
-            });
-        }
+        let args: Vec<String> = command
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let arg = part.text().unwrap_or_default();
+                if i == 0 {
+                    arg.to_ascii_uppercase()
+                } else {
+                    arg
+                }
+            })
+            .collect();
         let batched = !reader.buffer().is_empty();
         if writer.write_all(&answer(&args, batched)).is_err() {
             return;
@@ -288,26 +293,16 @@ fn serve_commands(
     }
 }
 
-/// Listens on `listener` until `stop`, serving each connection on a thread
-/// of its own with a fresh `answer` from `make`.
+/// Serves `listener` until `stop`, each connection answered by a fresh
+/// `answer` from `make` (see [`serve_commands`]).
 fn serve_on<A: FnMut(&[String], bool) -> Vec<u8> + Send + 'static>(
     listener: TcpListener,
     stop: Arc<AtomicBool>,
-    make: impl Fn() -> A + Send + 'static,
+    make: impl Fn() -> A + Clone + Send + 'static,
 ) -> thread::JoinHandle<()> {
-    listener.set_nonblocking(true).unwrap();
-    thread::spawn(move || {
-        let born = Instant::now();
-        while !stop.load(Ordering::Relaxed) && born.elapsed() < MAX_FAKE_LIFE {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    conn.set_nonblocking(false).unwrap();
-                    let (stop, answer) = (stop.clone(), make());
-                    thread::spawn(move || serve_commands(conn, &stop, answer));
-                }
-                Err(_) => thread::sleep(Duration::from_millis(10)),
-            }
-        }
+    let flag = stop.clone();
+    accept_loop(listener, stop, move |conn| {
+        serve_commands(conn, &flag, make())
     })
 }
 
